@@ -1,0 +1,3 @@
+from revhub.cli import app
+
+app(prog_name="revhub")

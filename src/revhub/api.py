@@ -1,0 +1,94 @@
+"""The FastAPI application: the kernel's middleware and handlers, and each domain's router."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from revhub import __version__
+from revhub.core import problems
+from revhub.core.audit.router import router as audit_router
+from revhub.core.auth.router import router as keys_router
+from revhub.core.auth.router import token_router
+from revhub.core.db import Database
+from revhub.core.errors import ConfigurationError
+from revhub.core.health import router as health_router
+from revhub.core.http import Hub, audit_problem
+from revhub.core.observability import REGISTRY, RequestContext, configure_logging
+from revhub.core.ratelimit import make_limiter
+from revhub.core.settings import Settings, load_settings
+from revhub.migrations import schema_status, upgrade
+
+DESCRIPTION = """
+RevHub connects marketing systems to Sales, Product, Customer Success and Finance.
+
+**Authentication.** Send an API key as `X-API-Key`, or exchange it for a short-lived access
+token at `POST /api/v1/oauth/token` (client credentials: `client_id` = key id,
+`client_secret` = key) and send `Authorization: Bearer <token>`. Each route names the scope
+it needs; a role grants scopes per domain.
+
+**Errors** are RFC 9457 `application/problem+json`; validation errors list each field.
+"""
+
+PUBLIC_PATHS = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/api/v1/oauth/token",
+    }
+)
+
+
+def ensure_schema(settings: Settings, db: Database) -> None:
+    """Refuse to serve an out-of-date schema; embedded mode brings its own file up to date."""
+    with db.engine.connect() as conn:
+        status = schema_status(conn)
+    if status.up_to_date:
+        return
+    if settings.mode == "embedded":
+        upgrade(settings.effective_database_url)
+        return
+    raise ConfigurationError(
+        f"The database schema is at revision {status.current or '(empty)'} but this RevHub "
+        f"needs {status.head}. Run `revhub migrate`, then start the server again."
+    )
+
+
+def create_app(
+    settings: Settings | None = None, *, db: Database | None = None, check_schema: bool = True
+) -> FastAPI:
+    settings = settings or load_settings()
+    db = db or Database.from_url(settings.effective_database_url)
+    configure_logging(settings.log_level, settings.log_format)
+    hub = Hub(settings=settings, db=db, limiter=make_limiter(settings.redis_url))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if check_schema:
+            await run_in_threadpool(ensure_schema, settings, db)
+        yield
+
+    app = FastAPI(
+        title="RevHub",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url="/redoc",
+    )
+    app.state.hub = hub
+    app.state.on_problem = audit_problem
+    app.state.metrics_registry = REGISTRY
+    problems.install(app)
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    for router in (health_router, token_router, keys_router, audit_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,186 @@
+"""The ``revhub`` command line: run the hub, migrate it, manage keys, check the audit trail."""
+
+from __future__ import annotations
+
+import getpass
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from revhub.core.audit import service as audit
+from revhub.core.auth import service as auth
+from revhub.core.auth.schemas import ApiKeyCreate
+from revhub.core.auth.scopes import ROLE_SCOPES, Role
+from revhub.core.db import Database, utcnow
+from revhub.core.errors import ConfigurationError, RevHubError
+from revhub.core.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="RevHub: the integration hub for revenue data. Configure with REVHUB_* variables "
+    "(see README); with none set, everything lives in ./.revhub (SQLite, local bus).",
+    no_args_is_help=True,
+)
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+
+out = Console()
+err = Console(stderr=True)
+
+
+@contextmanager
+def _hub() -> Iterator[tuple[Settings, Database]]:
+    """Settings and database for a command, turning configuration errors into advice."""
+    try:
+        settings = load_settings()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database.from_url(settings.effective_database_url)
+        yield settings, db
+    except ConfigurationError as exc:
+        err.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    except RevHubError as exc:
+        err.print(f"[red]{exc.title}:[/red] {exc.detail}")
+        raise typer.Exit(1) from exc
+
+
+def _cli_actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _audit_cli(settings: Settings, session: Session, action: str, resource_id: str) -> None:
+    event = audit.AuditEvent(
+        occurred_at=utcnow(),
+        actor=_cli_actor(),
+        action=action,
+        resource_type="keys",
+        resource_id=resource_id,
+        outcome="success",
+        role="admin",
+    )
+    audit.record(session, event=event, key=settings.secrets["audit_key"])
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database schema to this version of RevHub (safe to run repeatedly)."""
+    from revhub.migrations import upgrade
+
+    with _hub() as (settings, _db):
+        upgrade(settings.effective_database_url)
+        out.print(f"[green]Schema up to date[/green] on {_safe_url(settings)}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default REVHUB_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default REVHUB_PORT).")] = None,
+    workers: Annotated[int, typer.Option(help="API processes (production mode).")] = 1,
+) -> None:
+    """Run the HTTP API. Embedded mode migrates its own SQLite file; production mode refuses
+    an out-of-date schema and tells you to run `revhub migrate`."""
+    import uvicorn
+
+    from revhub.api import ensure_schema
+
+    with _hub() as (settings, db):
+        ensure_schema(settings, db)
+        db.engine.dispose()
+        _ = settings.secrets
+        out.print(
+            f"RevHub on http://{host or settings.host}:{port or settings.port} "
+            f"({settings.mode}, {_safe_url(settings)}); docs at /docs"
+        )
+        uvicorn.run(
+            "revhub.api:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what will use the key.")],
+    role: Annotated[Role, typer.Option(help="Grants this role's scopes.")],
+    expires_in_days: Annotated[
+        int, typer.Option(help="Days until it expires; 0 for never.", min=0, max=3650)
+    ] = 90,
+) -> None:
+    """Create an API key and print it once; it is stored only as a hash."""
+    with _hub() as (settings, db), db.transaction() as session:
+        key_in = ApiKeyCreate(name=name, role=role, expires_in_days=expires_in_days or None)
+        key, token = auth.create_key(session, key_in=key_in, created_by=_cli_actor(), now=utcnow())
+        _audit_cli(settings, session, "cli keys create", str(key.id))
+    out.print(f"[bold]API key[/bold] (shown once, store it now): {token}")
+    out.print(f"client_id (OAuth 2.0): {key.id}")
+    out.print(f"role: {key.role}  scopes: {' '.join(sorted(ROLE_SCOPES[role]))}")
+    out.print(f"expires: {key.expires_at.isoformat() if key.expires_at else 'never'}")
+
+
+@keys_app.command("list")
+def keys_list(
+    all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+) -> None:
+    """List API keys (never the keys themselves)."""
+    with _hub() as (_settings, db), db.transaction() as session:
+        keys = auth.list_keys(session, include_revoked=all_keys, after=None, limit=10_000)
+        table = Table("id", "name", "role", "prefix", "created", "expires", "last used", "revoked")
+        for k in keys:
+            table.add_row(
+                str(k.id),
+                k.name,
+                k.role,
+                k.prefix,
+                _when(k.created_at),
+                _when(k.expires_at),
+                _when(k.last_used_at),
+                _when(k.revoked_at),
+            )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[uuid.UUID, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke a key at once."""
+    with _hub() as (settings, db), db.transaction() as session:
+        key = auth.revoke_key(session, key_id=key_id, now=utcnow())
+        _audit_cli(settings, session, "cli keys revoke", str(key.id))
+    out.print(f"Revoked {key.name} ({key.id}).")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit chain; exit 1 and list each break if any row was edited or deleted."""
+    with _hub() as (settings, db), db.transaction() as session:
+        result = audit.verify(session, key=settings.secrets["audit_key"])
+    if result.ok:
+        out.print(f"[green]Audit trail intact[/green]: {result.entries_checked} entries verified.")
+        return
+    err.print(
+        f"[red]Audit trail altered[/red]: {len(result.problems)} problem(s) in "
+        f"{result.entries_checked} entries."
+    )
+    for p in result.problems:
+        err.print(f"  entry {p.seq}: {p.problem}")
+    raise typer.Exit(1)
+
+
+def _when(value: object) -> str:
+    return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else "-"
+
+
+def _safe_url(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.effective_database_url).render_as_string(hide_password=True)

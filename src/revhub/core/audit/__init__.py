@@ -1,0 +1,1 @@
+"""The tamper-evident audit trail: every write and every denied request."""

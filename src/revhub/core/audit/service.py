@@ -1,0 +1,142 @@
+"""Append to and verify the audit chain (seed 000 "Compliance and Audit": access logging).
+
+Each entry's hash is an HMAC-SHA256, keyed by the audit secret, over the previous entry's
+hash and the entry's own fields. A plain hash chain can be recomputed by whoever can edit
+the table; a keyed one cannot without the key, so an edited, inserted or deleted row shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from revhub.core.audit.models import GENESIS_HASH, AuditEntry, AuditHead
+from revhub.core.audit.schemas import ChainProblem, ChainVerification
+
+OUTCOMES = ("success", "denied", "failed")
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """What happened, before it is sealed into the chain."""
+
+    occurred_at: datetime
+    actor: str
+    action: str
+    resource_type: str
+    outcome: str
+    actor_id: str | None = None
+    role: str | None = None
+    resource_id: str | None = None
+    request_id: str | None = None
+    status_code: int | None = None
+    client_ip: str | None = None
+
+
+def _seal(key: bytes, seq: int, prev_hash: str, fields: dict[str, object]) -> str:
+    body = json.dumps({"seq": seq, **fields}, sort_keys=True, default=str, separators=(",", ":"))
+    return hmac.new(key, (prev_hash + body).encode(), hashlib.sha256).hexdigest()
+
+
+def _fields(event: AuditEvent) -> dict[str, object]:
+    fields = asdict(event)
+    fields["occurred_at"] = event.occurred_at.isoformat()
+    return fields
+
+
+def record(session: Session, *, event: AuditEvent, key: bytes) -> AuditEntry:
+    """Append ``event`` to the chain inside the caller's transaction."""
+    seq, prev_hash = session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(seq=AuditHead.seq + 1)
+        .returning(AuditHead.seq, AuditHead.last_hash)
+    ).one()
+    digest = _seal(key, seq, prev_hash, _fields(event))
+    entry = AuditEntry(seq=seq, prev_hash=prev_hash, hash=digest, **asdict(event))
+    session.add(entry)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=digest))
+    session.flush()
+    return entry
+
+
+def list_entries(
+    session: Session,
+    *,
+    before_seq: int | None,
+    limit: int,
+    actor: str | None = None,
+    outcome: str | None = None,
+) -> list[AuditEntry]:
+    """Newest first; ``before_seq`` is where the previous page ended."""
+    query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
+    if before_seq is not None:
+        query = query.where(AuditEntry.seq < before_seq)
+    if actor is not None:
+        query = query.where(AuditEntry.actor == actor)
+    if outcome is not None:
+        query = query.where(AuditEntry.outcome == outcome)
+    return [*session.scalars(query)]
+
+
+def _entries_in_order(session: Session) -> Iterator[AuditEntry]:
+    query = select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=1000)
+    yield from session.scalars(query)
+
+
+def _event_of(entry: AuditEntry) -> AuditEvent:
+    names = AuditEvent.__dataclass_fields__
+    return AuditEvent(**{n: getattr(entry, n) for n in names})
+
+
+def verify(session: Session, *, key: bytes, max_problems: int = 100) -> ChainVerification:
+    """Walk the chain from the first entry and report every break found.
+
+    Catches an edited row (its hash no longer matches), a deleted or inserted row (the
+    sequence skips or the next ``prev_hash`` does not point at it) and deleted newest rows
+    (the head names a later entry than the table holds).
+    """
+    problems: list[ChainProblem] = []
+    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    for entry in _entries_in_order(session):
+        checked += 1
+        if entry.seq != expected_seq:
+            problems.append(
+                ChainProblem(
+                    seq=entry.seq, problem=(f"entries {expected_seq}..{entry.seq - 1} are missing")
+                )
+            )
+        if entry.prev_hash != prev_hash:
+            problems.append(
+                ChainProblem(seq=entry.seq, problem="does not follow the entry before it")
+            )
+        if _seal(key, entry.seq, entry.prev_hash, _fields(_event_of(entry))) != entry.hash:
+            problems.append(
+                ChainProblem(seq=entry.seq, problem="content changed after it was written")
+            )
+        expected_seq, prev_hash = entry.seq + 1, entry.hash
+        if len(problems) >= max_problems:
+            break
+    head = session.get(AuditHead, 1)
+    if (
+        head is not None
+        and len(problems) < max_problems
+        and (head.seq != expected_seq - 1 or head.last_hash != prev_hash)
+    ):
+        problems.append(
+            ChainProblem(
+                seq=head.seq,
+                problem=(
+                    f"the chain head names entry {head.seq} "
+                    f"but the table ends at {expected_seq - 1}"
+                ),
+            )
+        )
+    return ChainVerification(ok=not problems, entries_checked=checked, problems=problems)

@@ -1,0 +1,1 @@
+"""Credentials (API keys, OAuth 2.0 client credentials), roles and scopes."""

@@ -1,0 +1,191 @@
+"""What every route depends on: the hub's parts, the request transaction, the caller.
+
+* :data:`DbSession` — the request's transaction (DESIGN.md §9.1). It commits after the
+  route returns and before the response is sent, appending the audit entry of a write in
+  the same transaction, so a write is never committed without its audit row.
+* :func:`require` — declares the scope a route needs; it authenticates the caller (API key
+  or OAuth access token), checks the scope, and draws from the caller's rate-limit bucket
+  for the scope's domain.
+* :func:`audit_problem` — records denied requests (401/403/429) and failed writes in a
+  transaction of their own, since the request's was rolled back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Security
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import APIKeyHeader, OAuth2, SecurityScopes
+from sqlalchemy.orm import Session
+
+from revhub.core.audit import service as audit
+from revhub.core.auth import service as auth
+from revhub.core.auth.principal import Principal
+from revhub.core.auth.scopes import ALL_SCOPES, scope_domain
+from revhub.core.db import Database, utcnow
+from revhub.core.errors import Forbidden, RateLimited, RevHubError, Unauthenticated
+from revhub.core.observability import RATE_LIMITED
+from revhub.core.ratelimit import Limiter
+from revhub.core.settings import Settings
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+DENIED = frozenset({401, 403, 429})
+TOKEN_URL = "/api/v1/oauth/token"  # noqa: S105 (a path)
+
+
+@dataclass(frozen=True)
+class Hub:
+    """The parts a running hub shares across requests (on ``app.state.hub``)."""
+
+    settings: Settings
+    db: Database
+    limiter: Limiter
+
+
+def hub_of(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def _audit_event(request: Request, outcome: str, status: int | None) -> audit.AuditEvent:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    route = request.scope.get("route")
+    template = getattr(route, "path", request.url.path)
+    tags = getattr(route, "tags", None) or ["api"]
+    resource_id = getattr(request.state, "resource_id", None) or (
+        ",".join(str(v) for v in request.path_params.values()) or None
+    )
+    return audit.AuditEvent(
+        occurred_at=utcnow(),
+        actor=principal.name if principal else getattr(request.state, "claimed_actor", "anonymous"),
+        actor_id=str(principal.credential_id) if principal else None,
+        role=principal.role if principal else None,
+        action=f"{request.method} {template}",
+        resource_type=str(tags[0]),
+        resource_id=resource_id,
+        request_id=getattr(request.state, "request_id", None),
+        outcome=outcome,
+        status_code=status,
+        client_ip=request.client.host if request.client else None,
+    )
+
+
+def _request_session(request: Request) -> Iterator[Session]:
+    hub = hub_of(request)
+    session = hub.db.session_factory()
+    try:
+        yield session
+        if request.method in WRITE_METHODS:
+            route = request.scope.get("route")
+            status = getattr(route, "status_code", None) or 200
+            event = _audit_event(request, "success", status)
+            audit.record(session, event=event, key=hub.settings.secrets["audit_key"])
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(_request_session, scope="function")]
+
+
+async def audit_problem(request: Request, error: RevHubError) -> None:
+    """Audit a denied request, or a write that failed, in its own transaction."""
+    if error.status in DENIED:
+        outcome = "denied"
+    elif request.method in WRITE_METHODS:
+        outcome = "failed"
+    else:
+        return
+    from starlette.concurrency import run_in_threadpool
+
+    await run_in_threadpool(_record_alone, request, outcome, error.status)
+
+
+def _record_alone(request: Request, outcome: str, status: int) -> None:
+    hub = hub_of(request)
+    with hub.db.transaction() as session:
+        event = _audit_event(request, outcome, status)
+        audit.record(session, event=event, key=hub.settings.secrets["audit_key"])
+
+
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    auto_error=False,
+    description="An API key from `revhub keys create` or POST /api/v1/keys.",
+)
+oauth2_scheme = OAuth2(
+    flows=OAuthFlows(
+        clientCredentials=OAuthFlowClientCredentials(tokenUrl=TOKEN_URL, scopes=ALL_SCOPES)
+    ),
+    scheme_name="OAuth2",
+    auto_error=False,
+    description="Client credentials: client_id = key id, client_secret = the API key.",
+)
+
+
+def _identify(
+    session: Session, hub: Hub, api_key: str | None, authorization: str | None
+) -> Principal:
+    now = utcnow()
+    if api_key:
+        return auth.authenticate_key(session, token=api_key, now=now)
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("Send 'Authorization: Bearer <token>' or an X-API-Key header.")
+        if token.startswith(auth.KEY_MARK):
+            return auth.authenticate_key(session, token=token, now=now)
+        return auth.authenticate_jwt(token, signing_key=hub.settings.secrets["jwt_secret"])
+    raise Unauthenticated(
+        "No credentials: send an API key as X-API-Key, or an access token from "
+        f"POST {TOKEN_URL} as 'Authorization: Bearer <token>'."
+    )
+
+
+def _authorize(
+    security_scopes: SecurityScopes,
+    request: Request,
+    session: DbSession,
+    api_key: Annotated[str | None, Security(api_key_scheme)],
+    authorization: Annotated[str | None, Security(oauth2_scheme)],
+) -> Principal:
+    hub = hub_of(request)
+    principal = _identify(session, hub, api_key, authorization)
+    request.state.principal = principal
+    missing = [s for s in security_scopes.scopes if not principal.allows(s)]
+    if missing:
+        raise Forbidden(
+            f"This needs scope {', '.join(missing)}; the {principal.role!r} credential "
+            f"{principal.name!r} does not have it. Use a credential whose role grants it."
+        )
+    domain = scope_domain(security_scopes.scopes[0]) if security_scopes.scopes else "default"
+    _draw_rate_limit(request, hub, principal, domain)
+    return principal
+
+
+def _draw_rate_limit(request: Request, hub: Hub, principal: Principal, domain: str) -> None:
+    limit = hub.settings.limit_for(domain)
+    decision = hub.limiter.take(f"{principal.credential_id}:{domain}", limit)
+    request.state.rate_limit = decision
+    if not decision.allowed:
+        RATE_LIMITED.labels(domain).inc()
+        what = "daily quota" if decision.quota_exhausted else "rate limit"
+        raise RateLimited(
+            f"The {what} for {domain!r} ({limit.rate:g}/s, burst {limit.burst}"
+            f"{f', {limit.daily_quota}/day' if limit.daily_quota else ''}) is used up; "
+            f"retry after {decision.headers()['Retry-After']} s.",
+            decision.headers(),
+        )
+
+
+def require(scope: str) -> Any:
+    """The dependency a route declares to need ``scope``; it yields the :class:`Principal`."""
+    return Security(_authorize, scopes=[scope])

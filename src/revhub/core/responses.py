@@ -1,0 +1,55 @@
+"""OpenAPI declarations of the problem responses, so the document tells the truth (§3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from revhub.core.problems import PROBLEM_JSON
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "request_id": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "field": {"type": "string"},
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+_DESCRIPTIONS = {
+    400: "Undecodable body or bad request",
+    401: "No credentials, or credentials not valid",
+    403: "The credential's role lacks the scope",
+    404: "No such resource",
+    405: "Method not allowed (see Allow)",
+    409: "Conflicts with stored data",
+    413: "Body over REVHUB_MAX_BODY_BYTES",
+    422: "Invalid input; `errors` names each field",
+    429: "Rate limit or quota used up (see Retry-After)",
+    503: "A dependency is unreachable",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for the given statuses, as problem+json."""
+    return {
+        s: {"description": _DESCRIPTIONS[s], "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+        for s in statuses
+    }
+
+
+PUBLIC = problems(400, 413, 422)
+PROTECTED = problems(400, 401, 403, 413, 422, 429)

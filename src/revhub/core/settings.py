@@ -1,0 +1,124 @@
+"""Configuration from ``REVHUB_*`` environment variables or a ``.env`` file.
+
+Two modes (DESIGN.md §1):
+
+* ``embedded`` (default) — a SQLite file and the local bus under ``REVHUB_DATA_DIR``; the
+  signing and encryption secrets are generated on first run and kept in
+  ``<data dir>/secrets.json`` (mode 0600) so a restart keeps tokens and ciphertexts valid.
+* ``production`` — nothing is generated: the three secrets must be given, so that several
+  processes agree on them and a lost data directory cannot silently mint new keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from revhub.core.errors import ConfigurationError
+
+SECRET_NAMES = ("jwt_secret", "pii_key", "audit_key")
+
+
+class RateLimit(BaseModel):
+    """A token bucket: ``rate`` tokens a second refill a bucket holding at most ``burst``."""
+
+    rate: float = Field(gt=0)
+    burst: int = Field(ge=1)
+    daily_quota: int = Field(default=0, ge=0, description="requests a UTC day; 0 = no quota")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REVHUB_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    mode: Literal["embedded", "production"] = "embedded"
+    data_dir: Path = Path(".revhub")
+    database_url: str | None = None
+    redis_url: str | None = None
+
+    jwt_secret: SecretStr | None = None
+    pii_key: SecretStr | None = None
+    audit_key: SecretStr | None = None
+    token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+
+    rate_limit: RateLimit = RateLimit(rate=50, burst=100)
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65_535)
+
+    @model_validator(mode="after")
+    def _production_needs_secrets(self) -> Settings:
+        if self.mode == "production":
+            missing = [n for n in SECRET_NAMES if getattr(self, n) is None]
+            if missing:
+                names = ", ".join(f"REVHUB_{n.upper()}" for n in missing)
+                raise ConfigurationError(
+                    f"production mode needs {names}: set each to a random string of at least "
+                    "32 characters, e.g. the output of "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                )
+            if self.database_url is None:
+                raise ConfigurationError(
+                    "production mode needs REVHUB_DATABASE_URL "
+                    "(e.g. postgresql+psycopg://user@host:5432/revhub)"
+                )
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'revhub.db').resolve()}"
+
+    def limit_for(self, domain: str) -> RateLimit:
+        """The bucket of a domain: its own entry in ``REVHUB_RATE_LIMITS``, else the default."""
+        return self.rate_limits.get(domain, self.rate_limit)
+
+    @cached_property
+    def secrets(self) -> dict[str, bytes]:
+        """The three secrets as bytes, generating and storing them in embedded mode."""
+        given = {n: getattr(self, n) for n in SECRET_NAMES}
+        if all(v is not None for v in given.values()):
+            return {n: v.get_secret_value().encode() for n, v in given.items()}
+        stored = _load_or_create_secrets(self.data_dir / "secrets.json")
+        return {
+            n: (v.get_secret_value() if v is not None else stored[n]).encode()
+            for n, v in given.items()
+        }
+
+
+def _load_or_create_secrets(path: Path) -> dict[str, str]:
+    """Read the embedded secrets file, adding any secret it lacks (written 0600, atomically)."""
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [n for n in SECRET_NAMES if n not in stored]
+    if missing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stored.update({n: secrets.token_urlsafe(32) for n in missing})
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(stored, fh)
+        tmp.replace(path)
+    return stored
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, with a readable error instead of a traceback."""
+    try:
+        return Settings()
+    except ConfigurationError:
+        raise
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid REVHUB_* configuration: {exc}") from exc
