@@ -9,15 +9,18 @@ fails the run; nothing is skipped silently.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from revhub.api import create_app
 from revhub.core.db import Database, make_engine
@@ -34,6 +37,16 @@ def pytest_report_header() -> list[str]:
         f"revhub database: {DATABASE_URL or 'SQLite (temporary file)'}",
         f"revhub redis: {REDIS_URL or 'not configured (in-memory rate limits)'}",
     ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _configured_redis_answers() -> None:
+    """A configured Redis must answer: CI fails rather than quietly testing less."""
+    if REDIS_URL:
+        try:
+            redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+        except redis.RedisError as exc:
+            pytest.exit(f"cannot reach REVHUB_REDIS_URL={REDIS_URL}: {exc}", returncode=3)
 
 
 @pytest.fixture(scope="session")
@@ -121,3 +134,27 @@ def auth_headers(api_keys: ApiKeyFactory) -> Callable[[str], dict[str, str]]:
         return {"X-API-Key": token}
 
     return make
+
+
+@pytest.fixture
+def scratch_database_url(tmp_path: Path, database_url: str) -> Iterator[str]:
+    """An empty database of the configured kind for tests whose processes commit for real
+    (the CLI, served processes): a fresh PostgreSQL database, or a new SQLite file."""
+    if not database_url.startswith("postgresql"):
+        yield f"sqlite:///{tmp_path / 'scratch.db'}"
+        return
+    name = f"revhub_scratch_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(database_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield str(make_url(database_url).set(database=name).render_as_string(hide_password=False))
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    if not REDIS_URL:
+        pytest.skip("needs REVHUB_REDIS_URL (CI sets it)")
+    return REDIS_URL

@@ -21,11 +21,16 @@ class ApiKeyFactory:
         self.session = session
 
     def create(
-        self, *, role: str = "admin", name: str | None = None,
-        expires_in_days: int | None = 30, now: datetime | None = None,
+        self,
+        *,
+        role: str = "admin",
+        name: str | None = None,
+        expires_in_days: int | None = 30,
+        now: datetime | None = None,
     ) -> tuple[ApiKey, str]:
         key_in = ApiKeyCreate(
-            name=name or f"test-{role}-{next(_counter)}", role=Role(role),
+            name=name or f"test-{role}-{next(_counter)}",
+            role=Role(role),
             expires_in_days=expires_in_days,
         )
         key, token = auth.create_key(

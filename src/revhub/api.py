@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from revhub import __version__
 from revhub.core import problems
 from revhub.core.audit.router import router as audit_router
+from revhub.core.auth.router import me_router, token_router
 from revhub.core.auth.router import router as keys_router
-from revhub.core.auth.router import token_router
 from revhub.core.db import Database
 from revhub.core.errors import ConfigurationError
 from revhub.core.health import router as health_router
@@ -32,18 +32,6 @@ it needs; a role grants scopes per domain.
 
 **Errors** are RFC 9457 `application/problem+json`; validation errors list each field.
 """
-
-PUBLIC_PATHS = frozenset(
-    {
-        "/healthz",
-        "/readyz",
-        "/docs",
-        "/docs/oauth2-redirect",
-        "/redoc",
-        "/openapi.json",
-        "/api/v1/oauth/token",
-    }
-)
 
 
 def ensure_schema(settings: Settings, db: Database) -> None:
@@ -89,6 +77,6 @@ def create_app(
     app.state.metrics_registry = REGISTRY
     problems.install(app)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
-    for router in (health_router, token_router, keys_router, audit_router):
+    for router in (health_router, token_router, me_router, keys_router, audit_router):
         app.include_router(router)
     return app

@@ -72,9 +72,13 @@ def test_log_lines_are_json_and_carry_the_request_id(
     client: TestClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     client.get("/healthz", headers={"X-Request-ID": "log-check-1"})
-    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    lines = [
+        json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")
+    ]
     request_lines = [line for line in lines if line.get("event") == "request"]
     assert any(
-        line["request_id"] == "log-check-1" and line["status"] == 200 and line["route"] == "/healthz"
+        line["request_id"] == "log-check-1"
+        and line["status"] == 200
+        and line["route"] == "/healthz"
         for line in request_lines
     )

@@ -76,7 +76,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 10)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", 10)
     return create_engine(url, **kwargs)
 
 

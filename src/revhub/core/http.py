@@ -189,3 +189,8 @@ def _draw_rate_limit(request: Request, hub: Hub, principal: Principal, domain: s
 def require(scope: str) -> Any:
     """The dependency a route declares to need ``scope``; it yields the :class:`Principal`."""
     return Security(_authorize, scopes=[scope])
+
+
+def require_credential() -> Any:
+    """For the few routes any valid credential may call (``/api/v1/auth/me``)."""
+    return Security(_authorize, scopes=[])

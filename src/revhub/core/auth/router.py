@@ -14,14 +14,15 @@ from revhub.core.auth import schemas
 from revhub.core.auth import service as auth
 from revhub.core.auth.models import ApiKey
 from revhub.core.auth.principal import Principal
-from revhub.core.auth.scopes import ADMIN
+from revhub.core.auth.scopes import ADMIN, Role
 from revhub.core.db import utcnow
-from revhub.core.http import DbSession, hub_of, require
+from revhub.core.http import DbSession, hub_of, require, require_credential
 from revhub.core.pagination import MAX_LIMIT, cursor_field, encode_cursor
 from revhub.core.responses import PROTECTED, PUBLIC, problems
 from revhub.core.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["keys"], responses=PROTECTED)
+me_router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=PROTECTED)
 token_router = APIRouter(prefix="/api/v1/oauth", tags=["oauth"], responses=PUBLIC)
 
 
@@ -62,6 +63,18 @@ def revoke_key(key_id: uuid.UUID, session: DbSession) -> Response:
     """Revoke a key at once. Access tokens it obtained expire within REVHUB_TOKEN_TTL_SECONDS."""
     auth.revoke_key(session, key_id=key_id, now=utcnow())
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@me_router.get("/me", response_model=schemas.Me)
+def who_am_i(principal: Annotated[Principal, require_credential()]) -> schemas.Me:
+    """The calling credential, its role and the scopes it holds (any valid credential)."""
+    return schemas.Me(
+        credential_id=principal.credential_id,
+        name=principal.name,
+        role=Role(principal.role),
+        scopes=sorted(principal.scopes),
+        via=principal.via,
+    )
 
 
 @token_router.post("/token", response_model=schemas.AccessToken, responses=problems(401))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import Field
 
@@ -33,6 +34,14 @@ class ApiKey(ResponseModel):
 
 class ApiKeyCreated(ApiKey):
     key: str = Field(description="Shown once: store it now. Use as X-API-Key or client_secret.")
+
+
+class Me(ResponseModel):
+    credential_id: uuid.UUID
+    name: str
+    role: Role
+    scopes: list[str]
+    via: Literal["api_key", "oauth"]
 
 
 class AccessToken(ResponseModel):

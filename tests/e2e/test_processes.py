@@ -1,0 +1,155 @@
+"""Real `revhub serve` processes: what a user starts, checked from outside over HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _revhub(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "revhub", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def hub_env(tmp_path: Path, scratch_database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVHUB_")}
+    env.update(
+        {
+            "REVHUB_DATA_DIR": str(tmp_path / "data"),
+            "REVHUB_DATABASE_URL": scratch_database_url,
+            "COLUMNS": "300",
+        }
+    )
+    return env
+
+
+class Server:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "revhub", "serve", "--port", str(self.port)],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 30) -> httpx.Response:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "server exited early"
+            try:
+                return httpx.get(self.url + "/readyz", timeout=1)
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("server did not become ready")
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=15)
+        self._log.close()
+        return code
+
+
+@pytest.fixture
+def start_server(hub_env: dict[str, str], tmp_path: Path) -> Iterator[type[Server]]:
+    started: list[Server] = []
+
+    class Started(Server):
+        def __init__(self, env: dict[str, str] | None = None) -> None:
+            super().__init__(env or hub_env, tmp_path / f"server-{len(started)}.log")
+            started.append(self)
+
+    yield Started
+    for server in started:
+        if server.process.poll() is None:
+            server.stop()
+
+
+def test_embedded_server_migrates_itself_and_is_ready(
+    start_server: type[Server], hub_env: dict[str, str]
+) -> None:
+    server = start_server()
+    ready = server.wait_ready()
+    assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
+    token = re.search(
+        r"rhk_[A-Za-z0-9_-]+",
+        _revhub(hub_env, "keys", "create", "--name", "e2e", "--role", "analyst"),
+    )
+    assert token
+    me = httpx.get(server.url + "/api/v1/auth/me", headers={"X-API-Key": token.group(0)})
+    assert me.status_code == 200 and me.json()["role"] == "analyst"
+    assert server.stop() in (0, -signal.SIGTERM), "uvicorn re-raises SIGTERM after a clean stop"
+
+
+def test_production_mode_refuses_an_out_of_date_schema(hub_env: dict[str, str]) -> None:
+    env = {
+        **hub_env,
+        "REVHUB_MODE": "production",
+        "REVHUB_JWT_SECRET": "j" * 40,
+        "REVHUB_PII_KEY": "p" * 40,
+        "REVHUB_AUDIT_KEY": "a" * 40,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "revhub", "serve", "--port", str(_free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "revhub migrate" in done.stderr
+
+
+@pytest.mark.redis
+def test_two_api_processes_on_one_redis_share_one_rate_limit(
+    start_server: type[Server], hub_env: dict[str, str], redis_url: str
+) -> None:
+    _revhub(hub_env, "migrate")
+    token = re.search(
+        r"rhk_[A-Za-z0-9_-]+",
+        _revhub(hub_env, "keys", "create", "--name", "shared", "--role", "sales"),
+    )
+    assert token
+    env = {
+        **hub_env,
+        "REVHUB_REDIS_URL": redis_url,
+        "REVHUB_RATE_LIMIT": '{"rate": 0.01, "burst": 6}',
+    }
+    servers = [start_server(env), start_server(env)]
+    for server in servers:
+        assert server.wait_ready().json()["checks"]["redis"] == "ok"
+    headers = {"X-API-Key": token.group(0)}
+    answers = [
+        httpx.get(servers[i % 2].url + "/api/v1/auth/me", headers=headers) for i in range(10)
+    ]
+    assert [a.status_code for a in answers] == [200] * 6 + [429] * 4
+    assert {a.headers["Retry-After"] for a in answers[6:]} != set()
+    assert answers[5].headers["RateLimit-Remaining"] == "0"
