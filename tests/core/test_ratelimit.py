@@ -118,3 +118,14 @@ def test_two_hubs_on_one_redis_share_one_bucket(
 def test_redis_limiter_fails_open_when_redis_is_down() -> None:
     limiter = RedisLimiter("redis://127.0.0.1:1/0")
     assert limiter.take("k", RateLimit(rate=1, burst=1)).allowed
+
+
+def test_token_endpoint_is_limited_per_client_address(
+    settings: Settings, db: Database, api_keys: ApiKeyFactory
+) -> None:
+    limited = settings.model_copy(update={"rate_limits": {"oauth": RateLimit(rate=0.01, burst=2)}})
+    key, secret = api_keys.create(role="sales")
+    form = {"grant_type": "client_credentials", "client_id": str(key.id), "client_secret": secret}
+    with TestClient(create_app(limited, db=db, check_schema=False)) as client:
+        codes = [client.post("/api/v1/oauth/token", data=form).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]

@@ -167,13 +167,15 @@ def _authorize(
             f"{principal.name!r} does not have it. Use a credential whose role grants it."
         )
     domain = scope_domain(security_scopes.scopes[0]) if security_scopes.scopes else "default"
-    _draw_rate_limit(request, hub, principal, domain)
+    draw_rate_limit(request, f"{principal.credential_id}:{domain}", domain)
     return principal
 
 
-def _draw_rate_limit(request: Request, hub: Hub, principal: Principal, domain: str) -> None:
+def draw_rate_limit(request: Request, bucket: str, domain: str) -> None:
+    """Take one token from ``bucket`` under ``domain``'s limit; 429 when it is empty."""
+    hub = hub_of(request)
     limit = hub.settings.limit_for(domain)
-    decision = hub.limiter.take(f"{principal.credential_id}:{domain}", limit)
+    decision = hub.limiter.take(bucket, limit)
     request.state.rate_limit = decision
     if not decision.allowed:
         RATE_LIMITED.labels(domain).inc()

@@ -16,7 +16,7 @@ from revhub.core.auth.models import ApiKey
 from revhub.core.auth.principal import Principal
 from revhub.core.auth.scopes import ADMIN, Role
 from revhub.core.db import utcnow
-from revhub.core.http import DbSession, hub_of, require, require_credential
+from revhub.core.http import DbSession, draw_rate_limit, hub_of, require, require_credential
 from revhub.core.pagination import MAX_LIMIT, cursor_field, encode_cursor
 from revhub.core.responses import PROTECTED, PUBLIC, problems
 from revhub.core.schemas import Page
@@ -77,7 +77,7 @@ def who_am_i(principal: Annotated[Principal, require_credential()]) -> schemas.M
     )
 
 
-@token_router.post("/token", response_model=schemas.AccessToken, responses=problems(401))
+@token_router.post("/token", response_model=schemas.AccessToken, responses=problems(401, 429))
 def issue_token(
     request: Request,
     session: DbSession,
@@ -89,8 +89,11 @@ def issue_token(
     """OAuth 2.0 client credentials grant (RFC 6749 §4.4).
 
     Authenticate with HTTP Basic or with ``client_id`` and ``client_secret`` form fields;
-    the client id is the key's id and the secret is the API key.
+    the client id is the key's id and the secret is the API key. Attempts are rate-limited
+    per client address under the ``oauth`` domain.
     """
+    client_ip = request.client.host if request.client else "unknown"
+    draw_rate_limit(request, f"ip:{client_ip}:oauth", "oauth")
     basic = _basic_credentials(request.headers.get("authorization"))
     cid, secret = basic or (client_id, client_secret)
     request.state.claimed_actor = f"client:{cid}"
