@@ -102,10 +102,12 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=tmp_path,
         database_url=DATABASE_URL,
         redis_url=REDIS_URL,
+        redis_prefix=f"revhub-test-{uuid.uuid4().hex[:8]}:",  # no bucket outlives its test
         jwt_secret=SecretStr("test-jwt-secret-0123456789abcdef0123456789"),
         pii_key=SecretStr("test-pii-key-0123456789abcdef0123456789abc"),
         audit_key=SecretStr("test-audit-key-0123456789abcdef012345678"),
         log_format="json",
+        embedded_worker=False,  # tests drive the bus themselves, on the test's connection
     )
 
 

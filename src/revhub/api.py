@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,12 +16,14 @@ from revhub.core.auth.router import me_router, token_router
 from revhub.core.auth.router import router as keys_router
 from revhub.core.db import Database
 from revhub.core.errors import ConfigurationError
+from revhub.core.events.router import router as events_router
 from revhub.core.health import router as health_router
 from revhub.core.http import Hub, audit_problem
 from revhub.core.observability import REGISTRY, RequestContext, configure_logging
 from revhub.core.ratelimit import make_limiter
 from revhub.core.settings import Settings, load_settings
 from revhub.migrations import schema_status, upgrade
+from revhub.worker import build_worker
 
 DESCRIPTION = """
 RevHub connects marketing systems to Sales, Product, Customer Success and Finance.
@@ -55,13 +58,27 @@ def create_app(
     settings = settings or load_settings()
     db = db or Database.from_url(settings.effective_database_url)
     configure_logging(settings.log_level, settings.log_format)
-    hub = Hub(settings=settings, db=db, limiter=make_limiter(settings.redis_url))
+    worker = build_worker(settings, db)
+    hub = Hub(
+        settings=settings,
+        db=db,
+        limiter=make_limiter(settings.redis_url, settings.redis_prefix),
+        consumers=worker.registry,
+        bus=worker.bus,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if check_schema:
             await run_in_threadpool(ensure_schema, settings, db)
+        if settings.mode != "embedded" or not settings.embedded_worker:
+            yield
+            return
+        stop = threading.Event()
+        worker.start(stop)
         yield
+        stop.set()
+        await run_in_threadpool(worker.join, 30)
 
     app = FastAPI(
         title="RevHub",
@@ -77,6 +94,13 @@ def create_app(
     app.state.metrics_registry = REGISTRY
     problems.install(app)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
-    for router in (health_router, token_router, me_router, keys_router, audit_router):
+    for router in (
+        health_router,
+        token_router,
+        me_router,
+        keys_router,
+        audit_router,
+        events_router,
+    ):
         app.include_router(router)
     return app

@@ -19,6 +19,7 @@ from revhub.core.auth.schemas import ApiKeyCreate
 from revhub.core.auth.scopes import ROLE_SCOPES, Role
 from revhub.core.db import Database, utcnow
 from revhub.core.errors import ConfigurationError, RevHubError
+from revhub.core.events import service as events
 from revhub.core.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -30,6 +31,10 @@ keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_a
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+dead_app = typer.Typer(
+    help="Dead letters: event deliveries that failed their last attempt.", no_args_is_help=True
+)
+app.add_typer(dead_app, name="dead-letters")
 
 out = Console()
 err = Console(stderr=True)
@@ -109,6 +114,28 @@ def serve(
         )
 
 
+@app.command()
+def worker() -> None:
+    """Run the relay, the consumers and the scheduler until SIGTERM or Ctrl-C, then stop
+    cleanly: each loop finishes the event in hand, nothing is lost or applied twice."""
+    import signal
+    import threading
+
+    from revhub.api import ensure_schema
+    from revhub.core.observability import configure_logging
+    from revhub.worker import build_worker
+
+    with _hub() as (settings, db):
+        configure_logging(settings.log_level, settings.log_format)
+        ensure_schema(settings, db)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        the_worker = build_worker(settings, db)
+        out.print(f"RevHub worker {the_worker.name} ({settings.bus} bus); Ctrl-C stops it.")
+        the_worker.run(stop)
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="Who or what will use the key.")],
@@ -174,6 +201,79 @@ def audit_verify() -> None:
     for p in result.problems:
         err.print(f"  entry {p.seq}: {p.problem}")
     raise typer.Exit(1)
+
+
+@dead_app.command("list")
+def dead_letters_list(
+    status: Annotated[events.Status, typer.Option(help="Which ones.")] = events.Status.OPEN,
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer's.")] = None,
+) -> None:
+    """List dead letters, newest first."""
+    with _hub() as (_settings, db), db.transaction() as session:
+        letters = events.list_dead_letters(
+            session,
+            status=status,
+            consumer=consumer,
+            after=None,
+            limit=10_000,
+        )
+        table = Table("id", "consumer", "event", "type", "attempts", "status", "since", "error")
+        for d in letters:
+            table.add_row(
+                str(d.id),
+                d.consumer,
+                str(d.event_id),
+                d.event.get("event_type", ""),
+                str(d.attempts),
+                d.status,
+                _when(d.created_at),
+                d.error[:60],
+            )
+    out.print(table)
+
+
+@dead_app.command("show")
+def dead_letters_show(dead_letter_id: Annotated[uuid.UUID, typer.Argument()]) -> None:
+    """Print one dead letter: its event and its last error."""
+    with _hub() as (_settings, db), db.transaction() as session:
+        letter = events.get_dead_letter(session, dead_letter_id=dead_letter_id)
+        out.print_json(
+            data={
+                "id": str(letter.id),
+                "consumer": letter.consumer,
+                "status": letter.status,
+                "attempts": letter.attempts,
+                "error": letter.error,
+                "event": letter.event,
+            }
+        )
+
+
+@dead_app.command("replay")
+def dead_letters_replay(dead_letter_id: Annotated[uuid.UUID, typer.Argument()]) -> None:
+    """Apply the event to its consumer again, now; exit 1 if it fails again."""
+    from revhub.worker import consumer_registry
+
+    with _hub() as (settings, db):
+        with db.transaction() as session:
+            events.request_replay(session, dead_letter_id=dead_letter_id)
+        events.replay_requested(
+            db, registry=consumer_registry(settings), policy_for=settings.policy_for
+        )
+        with db.transaction() as session:
+            letter = events.get_dead_letter(session, dead_letter_id=dead_letter_id)
+    if letter.status != "replayed":
+        err.print(f"[red]Replay failed[/red] ({letter.attempts} attempts): {letter.error}")
+        raise typer.Exit(1)
+    out.print(f"[green]Replayed[/green] {letter.event_id} to {letter.consumer}.")
+
+
+@dead_app.command("discard")
+def dead_letters_discard(dead_letter_id: Annotated[uuid.UUID, typer.Argument()]) -> None:
+    """Give up on a dead letter (it stays listed as discarded)."""
+    with _hub() as (_settings, db), db.transaction() as session:
+        letter = events.discard(session, dead_letter_id=dead_letter_id)
+    out.print(f"Discarded {letter.id}.")
 
 
 def _when(value: object) -> str:

@@ -10,12 +10,16 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from revhub.core.errors import NotFound
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -99,6 +103,14 @@ def _sqlite_begin(conn: Any) -> None:
     (waiting up to the busy timeout) and never fails half-way.
     """
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def get_or_404(session: Session, model: type[T], key: object, *, label: str) -> T:
+    """The row of ``model`` with primary key ``key``, or a 404 naming ``label``."""
+    row = session.get(model, key)
+    if row is None:
+        raise NotFound(label, key)
+    return row
 
 
 class Database:

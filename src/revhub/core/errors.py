@@ -16,6 +16,10 @@ class BodyTooLarge(Exception):
     """Raised while reading a request body past ``REVHUB_MAX_BODY_BYTES``."""
 
 
+class NulInBody(Exception):
+    """Raised while reading a body holding a NUL character, which no text column can store."""
+
+
 class ConfigurationError(Exception):
     """The process cannot start as configured; the message says what to set."""
 

@@ -27,6 +27,8 @@ from revhub.core.auth.principal import Principal
 from revhub.core.auth.scopes import ALL_SCOPES, scope_domain
 from revhub.core.db import Database, utcnow
 from revhub.core.errors import Forbidden, RateLimited, RevHubError, Unauthenticated
+from revhub.core.events.bus import Bus
+from revhub.core.events.consumers import ConsumerRegistry
 from revhub.core.observability import RATE_LIMITED
 from revhub.core.ratelimit import Limiter
 from revhub.core.settings import Settings
@@ -43,6 +45,8 @@ class Hub:
     settings: Settings
     db: Database
     limiter: Limiter
+    consumers: ConsumerRegistry
+    bus: Bus
 
 
 def hub_of(request: Request) -> Hub:
@@ -58,9 +62,10 @@ def _audit_event(request: Request, outcome: str, status: int | None) -> audit.Au
     resource_id = getattr(request.state, "resource_id", None) or (
         ",".join(str(v) for v in request.path_params.values()) or None
     )
+    claimed = str(getattr(request.state, "claimed_actor", "anonymous")).replace("\x00", "")
     return audit.AuditEvent(
         occurred_at=utcnow(),
-        actor=principal.name if principal else getattr(request.state, "claimed_actor", "anonymous"),
+        actor=principal.name if principal else claimed[:200],
         actor_id=str(principal.credential_id) if principal else None,
         role=principal.role if principal else None,
         action=f"{request.method} {template}",

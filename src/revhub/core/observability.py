@@ -18,7 +18,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from revhub.core.errors import BodyTooLarge, RevHubError
+from revhub.core.errors import BodyTooLarge, FieldError, InvalidInput, NulInBody, RevHubError
 from revhub.core.problems import problem_response
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -87,6 +87,19 @@ def request_id_from(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+def _nul_markers(scope: Scope) -> tuple[bytes, ...]:
+    """How a NUL looks in this body: raw, JSON-escaped, or %-encoded in a form."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-type" and value.startswith(b"application/x-www-form-urlencoded"):
+            return (b"\x00", b"%00")
+    return (b"\x00", b"\\u0000")
+
+
+def _nul_in_query(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string", b"")
+    return b"%00" in query or b"\x00" in query
+
+
 def _declared_length(scope: Scope) -> int:
     for name, value in scope.get("headers", []):
         if name == b"content-length":
@@ -129,6 +142,15 @@ class RequestContext:
             await response(scope, receive, send)
             self._observe(scope, status, time.perf_counter() - started)
             return
+        if _nul_in_query(scope):
+            status = 422
+            response = problem_response(
+                InvalidInput([FieldError("query", "holds a NUL character (%00); remove it")]),
+                request_id,
+            )
+            await response(scope, receive, send)
+            self._observe(scope, status, time.perf_counter() - started)
+            return
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -150,17 +172,25 @@ class RequestContext:
             self._observe(scope, status, time.perf_counter() - started)
 
     def _capped(self, scope: Scope, receive: Receive) -> Receive:
-        """Count body bytes as they arrive, so a chunked upload cannot get past the cap."""
+        """Count body bytes as they arrive, so a chunked upload cannot get past the cap, and
+        refuse NUL characters, which PostgreSQL text cannot hold (a 422, not a 500 later)."""
         seen = 0
         limit = self.max_body_bytes
+        markers = _nul_markers(scope)
+        tail = b""
 
         async def capped_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, tail
             message = await receive()
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                seen += len(chunk)
                 if seen > limit:
                     raise BodyTooLarge(f"the request body is over {limit} bytes")
+                window = tail + chunk
+                if any(m in window for m in markers):
+                    raise NulInBody("the body holds a NUL character (\\u0000)")
+                tail = window[-6:]
             return message
 
         return capped_receive

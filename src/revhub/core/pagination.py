@@ -5,13 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
 
 from revhub.core.errors import FieldError, InvalidInput
 
 MAX_LIMIT = 500
 T = TypeVar("T")
+M = TypeVar("M", bound="NewestFirst")
 
 
 def encode_cursor(position: dict[str, Any]) -> str:
@@ -27,7 +32,7 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     except (binascii.Error, ValueError, UnicodeDecodeError):
         value = None
     if not isinstance(value, dict):
-        raise _foreign_cursor() from None
+        raise foreign_cursor() from None
     return value
 
 
@@ -37,11 +42,41 @@ def cursor_field(cursor: str | None, name: str, parse: Callable[[Any], T]) -> T 
         return None
     try:
         return parse(decode_cursor(cursor)[name])
-    except (KeyError, TypeError, ValueError):
-        raise _foreign_cursor() from None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise foreign_cursor() from None
 
 
-def _foreign_cursor() -> InvalidInput:
+def position(value: object) -> int:
+    """A cursor's integer position: a plain int that fits a 64-bit column."""
+    if type(value) is not int or not 0 <= value < 2**63:
+        raise ValueError("not a position")
+    return value
+
+
+def foreign_cursor() -> InvalidInput:
+    """The error for a cursor this API did not issue (or whose position no longer exists)."""
     return InvalidInput(
         [FieldError("query.cursor", "not a cursor this API issued; omit it to start over")]
+    )
+
+
+class NewestFirst(Protocol):
+    """A table listed newest first: it has ``id`` and ``created_at``."""
+
+    id: Any
+    created_at: Any
+
+
+def newest_first(session: Session, model: type[M], *, after: uuid.UUID | None) -> Select[Any]:
+    """``model`` newest first by (created_at, id), continuing after the row ``after`` (the
+    last id of the previous page); a cursor naming a row that is gone is refused."""
+    query = select(model).order_by(model.created_at.desc(), model.id.desc())
+    if after is None:
+        return query
+    last = session.get(model, after)
+    if last is None:
+        raise foreign_cursor()
+    return query.where(
+        (model.created_at < last.created_at)
+        | ((model.created_at == last.created_at) & (model.id < last.id))
     )

@@ -8,6 +8,7 @@ wrong methods (405 with ``Allow``), oversize bodies (413) and, last, anything un
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
@@ -23,6 +24,7 @@ from revhub.core.errors import (
     Conflict,
     FieldError,
     InvalidInput,
+    NulInBody,
     RevHubError,
 )
 
@@ -105,7 +107,13 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, BodyTooLarge):
+        return await _on_body_too_large(request, exc.__cause__)
+    if isinstance(exc.__cause__, NulInBody):
+        return await _on_nul_in_body(request, exc.__cause__)
     headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
     if exc.status_code == 404:
         error = RevHubError(
             404, "not-found", "Not found", f"No route at {request.url.path}; see /docs for the API."
@@ -143,6 +151,31 @@ async def _on_integrity_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_nul_in_body(request: Request, exc: Exception) -> JSONResponse:
+    return await _on_revhub_error(
+        request,
+        InvalidInput(
+            [
+                FieldError(
+                    "body", "holds a NUL character (\\u0000), which cannot be stored; remove it"
+                )
+            ]
+        ),
+    )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API answers at this path, from the OpenAPI document (a 405's Allow
+    must list them all, not just those of the first route that matched the path)."""
+    document = request.app.openapi()
+    methods: set[str] = set()
+    for template, operations in document.get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\{[^/]+\\}", "[^/]+", template) + "$"
+        if re.match(pattern, request.url.path):
+            methods |= {m.upper() for m in operations}
+    return sorted(methods)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", path=request.url.path)
     return problem_response(
@@ -161,5 +194,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(BodyTooLarge, _on_body_too_large)
+    app.add_exception_handler(NulInBody, _on_nul_in_body)
     app.add_exception_handler(IntegrityError, _on_integrity_error)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -160,5 +160,5 @@ def _quota_exhausted(limit: RateLimit) -> Decision:
     return Decision(False, limit.burst, 0, seconds_left, seconds_left, quota_exhausted=True)
 
 
-def make_limiter(redis_url: str | None) -> Limiter:
-    return RedisLimiter(redis_url) if redis_url else MemoryLimiter()
+def make_limiter(redis_url: str | None, prefix: str = "revhub:") -> Limiter:
+    return RedisLimiter(redis_url, prefix=f"{prefix}rl:") if redis_url else MemoryLimiter()

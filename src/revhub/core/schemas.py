@@ -16,7 +16,7 @@ class RequestModel(BaseModel):
     """Strict request body. Fields that JSON carries as strings — enums, UUIDs, dates and
     times — take ``Field(strict=False)`` so ``"sales"`` or ``"2026-01-01T00:00:00Z"`` parse."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ResponseModel(BaseModel):

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from revhub.core.errors import ConfigurationError
+from revhub.core.retry import RetryPolicy
 
 SECRET_NAMES = ("jwt_secret", "pii_key", "audit_key")
 
@@ -43,6 +44,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".revhub")
     database_url: str | None = None
     redis_url: str | None = None
+    redis_prefix: str = Field(default="revhub:", min_length=1, max_length=64)
 
     jwt_secret: SecretStr | None = None
     pii_key: SecretStr | None = None
@@ -51,6 +53,13 @@ class Settings(BaseSettings):
 
     rate_limit: RateLimit = RateLimit(rate=50, burst=100)
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+
+    bus: Literal["local", "redis"] = "local"
+    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry_policies: dict[str, RetryPolicy] = Field(default_factory=dict)
+    visibility_timeout_seconds: float = Field(default=30, gt=0)
+    embedded_worker: bool = True
+    plugins: list[str] = Field(default_factory=list)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -75,6 +84,18 @@ class Settings(BaseSettings):
                     "(e.g. postgresql+psycopg://user@host:5432/revhub)"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _redis_bus_needs_redis(self) -> Settings:
+        if self.bus == "redis" and not self.redis_url:
+            raise ConfigurationError(
+                "REVHUB_BUS=redis needs REVHUB_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
+            )
+        return self
+
+    def policy_for(self, consumer: str) -> RetryPolicy:
+        """A consumer's own entry in ``REVHUB_RETRY_POLICIES``, else the default policy."""
+        return self.retry_policies.get(consumer, self.retry_policy)
 
     @property
     def effective_database_url(self) -> str:

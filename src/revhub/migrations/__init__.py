@@ -20,9 +20,11 @@ HERE = Path(__file__).parent
 
 def all_metadata() -> MetaData:
     """The metadata with every domain's tables registered on it."""
+    from revhub.core import leases as _leases  # noqa: F401
     from revhub.core.audit import models as _audit  # noqa: F401
     from revhub.core.auth import models as _auth  # noqa: F401
     from revhub.core.db import Base
+    from revhub.core.events import models as _events  # noqa: F401
 
     return Base.metadata
 

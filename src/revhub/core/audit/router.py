@@ -10,7 +10,7 @@ from revhub.core.audit import schemas
 from revhub.core.audit import service as audit
 from revhub.core.auth.scopes import ADMIN
 from revhub.core.http import DbSession, hub_of, require
-from revhub.core.pagination import MAX_LIMIT, cursor_field, encode_cursor
+from revhub.core.pagination import MAX_LIMIT, cursor_field, encode_cursor, position
 from revhub.core.responses import PROTECTED
 from revhub.core.schemas import Page
 
@@ -28,7 +28,7 @@ def list_audit_entries(
     outcome: Literal["success", "denied", "failed"] | None = None,
 ) -> Page[schemas.AuditEntry]:
     """Audit entries, newest first."""
-    before = cursor_field(cursor, "seq", int)
+    before = cursor_field(cursor, "seq", position)
     entries = audit.list_entries(
         session, before_seq=before, limit=limit, actor=actor, outcome=outcome
     )

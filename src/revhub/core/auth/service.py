@@ -22,7 +22,9 @@ from revhub.core.auth.models import ApiKey
 from revhub.core.auth.principal import Principal
 from revhub.core.auth.schemas import AccessToken, ApiKeyCreate
 from revhub.core.auth.scopes import ROLE_SCOPES, Role
-from revhub.core.errors import BadRequest, NotFound, RevHubError, Unauthenticated
+from revhub.core.db import get_or_404
+from revhub.core.errors import BadRequest, RevHubError, Unauthenticated
+from revhub.core.pagination import newest_first
 
 KEY_MARK = "rhk_"
 PREFIX_LEN = 12
@@ -64,25 +66,16 @@ def create_key(
 
 
 def get_key(session: Session, *, key_id: uuid.UUID) -> ApiKey:
-    key = session.get(ApiKey, key_id)
-    if key is None:
-        raise NotFound("API key", key_id)
-    return key
+    return get_or_404(session, ApiKey, key_id, label="API key")
 
 
 def list_keys(
     session: Session, *, include_revoked: bool, after: uuid.UUID | None, limit: int
 ) -> list[ApiKey]:
     """Keys newest first; ``after`` is the id of the key the previous page ended on."""
-    query = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc()).limit(limit)
+    query = newest_first(session, ApiKey, after=after).limit(limit)
     if not include_revoked:
         query = query.where(ApiKey.revoked_at.is_(None))
-    if after is not None:
-        last = get_key(session, key_id=after)
-        query = query.where(
-            (ApiKey.created_at < last.created_at)
-            | ((ApiKey.created_at == last.created_at) & (ApiKey.id < last.id))
-        )
     return [*session.scalars(query)]
 
 

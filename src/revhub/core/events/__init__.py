@@ -1,0 +1,1 @@
+"""The event backbone: transactional outbox, buses, consumers, dead letters (DESIGN.md §4)."""

@@ -1,0 +1,234 @@
+"""Two buses behind one small interface; configuration picks one (``REVHUB_BUS``).
+
+* :class:`LocalBus` — the outbox table is the log; each consumer group keeps its offset in
+  the database and reads in ``seq`` order, so events of a tenant arrive in order.
+* :class:`RedisBus` — a relay moves outbox rows to one Redis stream per topic (tenant in
+  each entry); consumer groups read with XREADGROUP and XACK, take over entries a dead
+  worker left pending longer than the visibility timeout (XAUTOCLAIM), and streams are
+  trimmed only below what every group has acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import redis
+import structlog
+from sqlalchemy import update
+
+from revhub.core.db import Database, utcnow
+from revhub.core.events import outbox
+from revhub.core.events.consumers import Consumer, apply
+from revhub.core.events.envelope import Event
+from revhub.core.events.models import ConsumerOffset, OutboxEvent
+from revhub.core.retry import RetryPolicy
+
+log = structlog.get_logger("revhub.bus")
+
+
+class Bus(Protocol):
+    def poll(self, consumer: Consumer, *, policy: RetryPolicy, worker_id: str) -> int:
+        """Deliver what is waiting for ``consumer``; the number of events handled."""
+        ...
+
+    def relay(self) -> int:
+        """Move committed outbox rows onto the bus; the number moved (0 for the local bus)."""
+        ...
+
+    def lag(self, consumer: Consumer) -> int:
+        """Events on the consumer's topics it has not yet handled."""
+        ...
+
+
+class LocalBus:
+    def __init__(self, db: Database, *, batch_size: int = 500) -> None:
+        self.db = db
+        self.batch_size = batch_size
+
+    def _position(self, consumer: str) -> int:
+        with self.db.transaction() as session:
+            offset = session.get(ConsumerOffset, consumer)
+            if offset is None:
+                session.add(ConsumerOffset(consumer=consumer, position=0))
+                return 0
+            return offset.position
+
+    def poll(self, consumer: Consumer, *, policy: RetryPolicy, worker_id: str = "") -> int:
+        position = self._position(consumer.name)
+        with self.db.transaction() as session:
+            batch = [
+                (seq, row.topic, outbox.to_event(row))
+                for seq, row in outbox.read_after(
+                    session, position=position, topics=consumer.topics, limit=self.batch_size
+                )
+            ]
+        for seq, topic, event in batch:
+            apply(self.db, consumer, event, policy=policy, topic=topic)
+            self._advance(consumer.name, seq)
+        return len(batch)
+
+    def _advance(self, consumer: str, seq: int) -> None:
+        with self.db.transaction() as session:
+            session.execute(
+                update(ConsumerOffset)
+                .where(ConsumerOffset.consumer == consumer)
+                .values(position=seq, updated_at=utcnow())
+            )
+
+    def relay(self) -> int:
+        return 0
+
+    def lag(self, consumer: Consumer) -> int:
+        position = self._position(consumer.name)
+        with self.db.transaction() as session:
+            return outbox.count_after(session, position=position, topics=consumer.topics)
+
+
+def stream_key(topic: str) -> str:
+    return f"revhub:stream:{topic}"
+
+
+class RedisBus:
+    def __init__(
+        self,
+        db: Database,
+        url: str,
+        *,
+        topics: Iterable[str],
+        batch_size: int = 500,
+        block_ms: int = 1000,
+        visibility_timeout_ms: int = 30_000,
+    ) -> None:
+        self.db = db
+        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self.topics = sorted(topics)
+        self.batch_size = batch_size
+        self.block_ms = block_ms
+        self.visibility_timeout_ms = visibility_timeout_ms
+
+    def ensure_groups(self, consumers: Iterable[Consumer]) -> None:
+        """Create each group at the start of its streams, so nothing is trimmed before a
+        group that has never run has read it."""
+        for consumer in consumers:
+            for topic in consumer.topics:
+                try:
+                    self.redis.xgroup_create(
+                        stream_key(topic), consumer.name, id="0", mkstream=True
+                    )
+                except redis.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+
+    def relay(self) -> int:
+        with self.db.transaction() as session:
+            rows = outbox.unrelayed(session, limit=self.batch_size)
+            if not rows:
+                return 0
+            pipe = self.redis.pipeline(transaction=False)
+            for row in rows:
+                pipe.xadd(
+                    stream_key(row.topic),
+                    {
+                        "tenant": row.tenant_id,
+                        "seq": row.seq,
+                        "event": outbox.to_event(row).model_dump_json(),
+                    },
+                )
+            pipe.execute()
+            session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.seq.in_([r.seq for r in rows]))
+                .values(relayed_at=utcnow())
+            )
+        return len(rows)
+
+    def poll(self, consumer: Consumer, *, policy: RetryPolicy, worker_id: str) -> int:
+        entries = self._reclaim(consumer, worker_id) or self._read_new(consumer, worker_id)
+        for stream, entry_id, fields in entries:
+            event = Event.model_validate_json(fields["event"])
+            apply(self.db, consumer, event, policy=policy, topic=stream.rsplit(":", 1)[-1])
+            self.redis.xack(stream, consumer.name, entry_id)
+        return len(entries)
+
+    def _reclaim(self, consumer: Consumer, worker_id: str) -> list[tuple[str, str, dict[str, str]]]:
+        """Entries another worker took and did not acknowledge within the visibility timeout."""
+        claimed: list[tuple[str, str, dict[str, str]]] = []
+        for topic in sorted(consumer.topics):
+            stream = stream_key(topic)
+            _next, entries, *_ = self.redis.xautoclaim(
+                stream,
+                consumer.name,
+                worker_id,
+                min_idle_time=self.visibility_timeout_ms,
+                start_id="0-0",
+                count=self.batch_size,
+            )
+            claimed += [(stream, entry_id, fields) for entry_id, fields in entries if fields]
+        return claimed
+
+    def _read_new(
+        self, consumer: Consumer, worker_id: str
+    ) -> list[tuple[str, str, dict[str, str]]]:
+        streams: dict[Any, Any] = {stream_key(t): ">" for t in sorted(consumer.topics)}
+        response: Any = self.redis.xreadgroup(
+            consumer.name, worker_id, streams, count=self.batch_size, block=self.block_ms
+        )
+        return [
+            (stream, entry_id, fields)
+            for stream, entries in response or []
+            for entry_id, fields in entries
+        ]
+
+    def trim(self) -> int:
+        """Drop entries every group has acknowledged; unconsumed entries are never dropped."""
+        removed = 0
+        for topic in self.topics:
+            stream = stream_key(topic)
+            safe = self._oldest_needed(stream)
+            if safe is not None:
+                removed += int(self.redis.xtrim(stream, minid=safe, approximate=False))
+        return removed
+
+    def _oldest_needed(self, stream: str) -> str | None:
+        if not self.redis.exists(stream):
+            return None
+        needed: list[tuple[int, int]] = []
+        for group in self.redis.xinfo_groups(stream):
+            if group["pending"]:
+                summary = self.redis.xpending(stream, group["name"])
+                needed.append(_entry_id(summary["min"]))
+            else:
+                ms, seq = _entry_id(group["last-delivered-id"])
+                needed.append((ms, seq + 1))
+        if not needed:
+            return None
+        ms, seq = min(needed)
+        return f"{ms}-{seq}"
+
+    def lag(self, consumer: Consumer) -> int:
+        total = 0
+        for topic in consumer.topics:
+            for group in self.redis.xinfo_groups(stream_key(topic)):
+                if group["name"] == consumer.name:
+                    total += int(group.get("lag") or 0) + int(group["pending"])
+        return total
+
+
+def _entry_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def make_bus(
+    db: Database,
+    *,
+    kind: str,
+    redis_url: str | None,
+    topics: Iterable[str],
+    visibility_timeout_ms: int = 30_000,
+) -> Bus:
+    if kind == "redis":
+        assert redis_url, "REVHUB_BUS=redis needs REVHUB_REDIS_URL"
+        return RedisBus(db, redis_url, topics=topics, visibility_timeout_ms=visibility_timeout_ms)
+    return LocalBus(db)

@@ -1,0 +1,184 @@
+"""Named consumers, what they subscribe to, and applying an event to one exactly once.
+
+A consumer's handler takes the session of a transaction that also records the event as
+applied for that consumer; a second delivery of the same event finds the record and does
+nothing. Delivery is at-least-once (DESIGN.md §4), the effect exactly-once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import structlog
+from prometheus_client import Counter
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from revhub.core.db import Database
+from revhub.core.events.envelope import Event, correlated
+from revhub.core.events.models import AppliedEvent, DeadLetter
+from revhub.core.observability import REGISTRY
+from revhub.core.retry import RetryPolicy
+
+Handler = Callable[[Session, Event], None]
+Outcome = Literal["applied", "duplicate", "skipped", "dead_lettered"]
+
+log = structlog.get_logger("revhub.events")
+
+DELIVERIES = Counter(
+    "revhub_event_deliveries",
+    "Events handed to consumers, by consumer and outcome.",
+    ["consumer", "outcome"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "revhub_dead_letters",
+    "Deliveries moved to the dead-letter store.",
+    ["consumer"],
+    registry=REGISTRY,
+)
+RETRIES = Counter(
+    "revhub_event_retries", "Retries of a consumer's handler.", ["consumer"], registry=REGISTRY
+)
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A consumer group. Without a handler it is registered but does not consume yet, so that
+    when its domain lands it starts from the first event instead of having skipped them."""
+
+    name: str
+    topics: frozenset[str]
+    handle: Handler | None = None
+    event_types: frozenset[str] | None = None
+    description: str = ""
+
+    def wants(self, event: Event) -> bool:
+        return self.event_types is None or event.event_type in self.event_types
+
+
+@dataclass
+class ConsumerRegistry:
+    consumers: dict[str, Consumer] = field(default_factory=dict)
+
+    def register(self, consumer: Consumer) -> Consumer:
+        """Add or replace a consumer (a domain replaces a placeholder with its handler)."""
+        self.consumers[consumer.name] = consumer
+        return consumer
+
+    def active(self) -> list[Consumer]:
+        return [c for c in self.consumers.values() if c.handle is not None]
+
+    def get(self, name: str) -> Consumer | None:
+        return self.consumers.get(name)
+
+
+def default_registry() -> ConsumerRegistry:
+    """The seed 002 consumers. Domain issues give them handlers; ``webhooks`` has one now."""
+    all_topics = frozenset(
+        {
+            "lead-capture",
+            "campaign-performance",
+            "customer-health",
+            "revenue-attribution",
+            "product",
+            "finance",
+            "crm",
+            "platform",
+        }
+    )
+    registry = ConsumerRegistry()
+    for name, topics, description in (
+        ("crm-sync", {"lead-capture", "revenue-attribution"}, "Real-time CRM synchronization"),
+        ("analytics-pipeline", all_topics, "Analytics data processing"),
+        ("alert-system", all_topics, "Automated alerting"),
+        ("reporting-engine", all_topics, "Report generation"),
+    ):
+        registry.register(Consumer(name, frozenset(topics), description=description))
+    return registry
+
+
+def apply(
+    db: Database,
+    consumer: Consumer,
+    event: Event,
+    *,
+    policy: RetryPolicy,
+    topic: str,
+    dead_letter_id: uuid.UUID | None = None,
+) -> Outcome:
+    """Apply ``event`` to ``consumer`` once, retrying per ``policy``; dead-letter at the end.
+
+    With ``dead_letter_id`` this is a replay: success marks that letter ``replayed`` in the
+    same transaction as the effect, failure puts it back to ``open`` with the new error.
+    """
+    if consumer.handle is None or not consumer.wants(event):
+        return "skipped"
+    handle = consumer.handle
+
+    def attempt() -> Outcome:
+        try:
+            with db.transaction() as session:
+                if session.get(AppliedEvent, (consumer.name, event.event_id)) is not None:
+                    return "duplicate"
+                with correlated(event.metadata.correlation_id):
+                    handle(session, event)
+                session.add(AppliedEvent(consumer=consumer.name, event_id=event.event_id))
+                if dead_letter_id is not None:
+                    _settle(session, dead_letter_id, "replayed", None, 0)
+        except IntegrityError:
+            return "duplicate"  # another worker applied it first; our effect rolled back
+        return "applied"
+
+    def count_retry(_state: object) -> None:
+        RETRIES.labels(consumer.name).inc()
+
+    try:
+        outcome = policy.run(attempt, before_sleep=count_retry)
+    except Exception as exc:  # every failure ends in the dead-letter store, not in a crash
+        attempts = policy.max_attempts if policy.is_retryable(exc) else 1
+        if dead_letter_id is None:
+            dead_letter(db, consumer.name, event, topic=topic, error=exc, attempts=attempts)
+        else:
+            with db.transaction() as session:
+                _settle(session, dead_letter_id, "open", _describe(exc), attempts)
+        outcome = "dead_lettered"
+    DELIVERIES.labels(consumer.name, outcome).inc()
+    return outcome
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:4000]
+
+
+def _settle(
+    session: Session, letter_id: uuid.UUID, status: str, error: str | None, attempts: int
+) -> None:
+    letter = session.get(DeadLetter, letter_id)
+    if letter is not None:
+        letter.status = status
+        letter.error = error or letter.error
+        letter.attempts += attempts
+
+
+def dead_letter(
+    db: Database, consumer: str, event: Event, *, topic: str, error: BaseException, attempts: int
+) -> None:
+    log.error(
+        "dead_letter", consumer=consumer, event_id=str(event.event_id), error=_describe(error)
+    )
+    DEAD_LETTERS.labels(consumer).inc()
+    with db.transaction() as session:
+        session.add(
+            DeadLetter(
+                consumer=consumer,
+                event_id=event.event_id,
+                topic=topic,
+                event=event.model_dump(mode="json"),
+                error=_describe(error),
+                attempts=attempts,
+            )
+        )

@@ -1,0 +1,122 @@
+"""Publishing: an event is a row added to the publisher's own transaction (the outbox).
+
+It becomes visible to consumers exactly when the domain change commits, and never if it
+rolls back. Reading the log in ``seq`` order is safe because publishers take ``seq`` one
+transaction at a time: on PostgreSQL they line up on a transaction-scoped advisory lock
+before inserting, on SQLite the database's single writer lock already does it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from revhub.core.db import utcnow
+from revhub.core.errors import FieldError, InvalidInput
+from revhub.core.events.envelope import TOPICS, Event, EventMetadata, current_correlation_id
+from revhub.core.events.models import OutboxEvent
+
+OUTBOX_LOCK_KEY = 0x72657668  # "revh": the advisory lock that orders publishers
+
+
+def publish(
+    session: Session,
+    *,
+    topic: str,
+    event_type: str,
+    tenant_id: str,
+    payload: dict[str, Any],
+    correlation_id: str | None = None,
+    occurred_at: datetime | None = None,
+) -> Event:
+    """Add an event to the caller's transaction; it is delivered only if that commits."""
+    if topic not in TOPICS:
+        raise InvalidInput(
+            [FieldError("topic", f"unknown topic {topic!r}; one of {sorted(TOPICS)}")]
+        )
+    event = Event(
+        event_id=uuid.uuid4(),
+        event_type=event_type,
+        tenant_id=tenant_id,
+        timestamp=occurred_at or utcnow(),
+        payload=payload,
+        metadata=EventMetadata(correlation_id=correlation_id or current_correlation_id()),
+    )
+    _line_up(session)
+    session.add(
+        OutboxEvent(
+            event_id=event.event_id,
+            topic=topic,
+            event_type=event_type,
+            tenant_id=tenant_id,
+            occurred_at=event.timestamp,
+            payload=event.model_dump(mode="json")["payload"],
+            meta=event.metadata.model_dump(mode="json"),
+        )
+    )
+    session.flush()
+    return event
+
+
+def _line_up(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
+
+
+def to_event(row: OutboxEvent) -> Event:
+    return Event(
+        event_id=row.event_id,
+        event_type=row.event_type,
+        tenant_id=row.tenant_id,
+        timestamp=row.occurred_at,
+        payload=row.payload,
+        metadata=EventMetadata(**row.meta),
+    )
+
+
+def read_after(
+    session: Session, *, position: int, topics: Iterable[str], limit: int
+) -> list[tuple[int, OutboxEvent]]:
+    """Events after ``position`` on ``topics``, oldest first, with their ``seq``."""
+    rows = session.scalars(
+        select(OutboxEvent)
+        .where(OutboxEvent.seq > position, OutboxEvent.topic.in_(list(topics)))
+        .order_by(OutboxEvent.seq)
+        .limit(limit)
+    )
+    return [(row.seq, row) for row in rows]
+
+
+def count_after(session: Session, *, position: int, topics: Iterable[str]) -> int:
+    query = (
+        select(func.count())
+        .select_from(OutboxEvent)
+        .where(OutboxEvent.seq > position, OutboxEvent.topic.in_(list(topics)))
+    )
+    return int(session.scalar(query) or 0)
+
+
+def unrelayed(session: Session, *, limit: int) -> list[OutboxEvent]:
+    return [
+        *session.scalars(
+            select(OutboxEvent)
+            .where(OutboxEvent.relayed_at.is_(None))
+            .order_by(OutboxEvent.seq)
+            .limit(limit)
+        )
+    ]
+
+
+def last_seq(session: Session) -> int:
+    return int(session.scalar(select(func.coalesce(func.max(OutboxEvent.seq), 0))) or 0)
+
+
+def oldest_unrelayed_at(session: Session) -> datetime | None:
+    return session.scalar(
+        select(func.min(OutboxEvent.occurred_at)).where(OutboxEvent.relayed_at.is_(None))
+    )

@@ -1,0 +1,144 @@
+"""Idempotent consumers, retries and dead letters, on the configured bus."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from revhub.core.db import Database
+from revhub.core.events.bus import Bus, LocalBus, RedisBus
+from revhub.core.events.consumers import Consumer, apply
+from revhub.core.events.envelope import Event
+from revhub.core.events.models import ConsumerOffset, DeadLetter
+from revhub.core.events.outbox import publish
+from revhub.core.retry import RetryableError, RetryPolicy
+from tests.core.events.conftest import FAST, applied, deliver_all, duplicates, record_effect
+
+
+def _publish(db: Database, n: int, topic: str = "lead-capture") -> list[Event]:
+    with db.transaction() as session:
+        return [
+            publish(
+                session,
+                topic=topic,
+                event_type="lead.captured",
+                tenant_id=f"t{i}",
+                payload={"i": i},
+            )
+            for i in range(n)
+        ]
+
+
+def test_an_event_delivered_twice_takes_effect_once(
+    db: Database, bus: Bus, effect_consumer: Consumer
+) -> None:
+    events = _publish(db, 3)
+    deliver_all(bus, effect_consumer)
+    for event in events:
+        assert apply(db, effect_consumer, event, policy=FAST, topic="lead-capture") == "duplicate"
+    _rewind(db, bus, effect_consumer)
+    deliver_all(bus, effect_consumer)
+    with db.transaction() as session:
+        assert len(applied(session)) == 3
+        assert duplicates(session) == 0
+
+
+def _rewind(db: Database, bus: Bus, consumer: Consumer) -> None:
+    """Make the bus deliver everything again, as after a crash before the offset/ack."""
+    if isinstance(bus, LocalBus):
+        with db.transaction() as session:
+            session.get(ConsumerOffset, consumer.name).position = 0  # type: ignore[union-attr]
+    elif isinstance(bus, RedisBus):
+        for topic in consumer.topics:
+            bus.redis.xgroup_setid(f"revhub:stream:{topic}", consumer.name, id="0")
+
+
+def test_a_failing_handler_is_retried_then_succeeds(
+    db: Database, bus: Bus, effect_consumer: Consumer
+) -> None:
+    calls: list[int] = []
+    inner = record_effect("flaky")
+
+    def flaky(session: Session, event: Event) -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RetryableError("remote said 503")
+        inner(session, event)
+
+    consumer = Consumer("flaky", frozenset({"lead-capture"}), handle=flaky)
+    _publish(db, 1)
+    deliver_all(bus, consumer)
+    with db.transaction() as session:
+        assert len(applied(session, "flaky")) == 1
+        assert session.scalars(select(DeadLetter)).first() is None
+    assert len(calls) == 3
+
+
+def test_after_the_last_attempt_the_event_is_dead_lettered_with_its_error(
+    db: Database, bus: Bus
+) -> None:
+    def broken(session: Session, event: Event) -> None:
+        raise RetryableError("CRM down")
+
+    consumer = Consumer("broken", frozenset({"lead-capture"}), handle=broken)
+    (event,) = _publish(db, 1)
+    deliver_all(
+        bus,
+        consumer,
+        RetryPolicy(max_attempts=4, base_delay_ms=0, retryable_errors=["RetryableError"]),
+    )
+    with db.transaction() as session:
+        (letter,) = session.scalars(select(DeadLetter).where(DeadLetter.consumer == "broken"))
+        assert letter.event_id == event.event_id and letter.attempts == 4
+        assert "CRM down" in letter.error and letter.status == "open"
+        assert letter.event["tenant_id"] == event.tenant_id
+
+
+def test_an_error_that_is_not_retryable_is_dead_lettered_at_once(db: Database, bus: Bus) -> None:
+    calls: list[int] = []
+
+    def bad_data(session: Session, event: Event) -> None:
+        calls.append(1)
+        raise ValueError("payload has no email")
+
+    consumer = Consumer("strict", frozenset({"lead-capture"}), handle=bad_data)
+    _publish(db, 1)
+    deliver_all(
+        bus,
+        consumer,
+        RetryPolicy(max_attempts=5, base_delay_ms=0, retryable_errors=["RetryableError"]),
+    )
+    assert calls == [1]
+    with db.transaction() as session:
+        assert session.scalars(select(DeadLetter.attempts)).all() == [1]
+
+
+def test_a_consumer_publishing_keeps_the_correlation_id(
+    db: Database, bus: Bus, effect_consumer: Consumer
+) -> None:
+    def forward(session: Session, event: Event) -> None:
+        publish(
+            session,
+            topic="customer-health",
+            event_type="health.changed",
+            tenant_id=event.tenant_id,
+            payload={},
+        )
+
+    relay = Consumer("forwarder", frozenset({"lead-capture"}), handle=forward)
+    with db.transaction() as session:
+        publish(
+            session,
+            topic="lead-capture",
+            event_type="lead.captured",
+            tenant_id="t",
+            payload={},
+            correlation_id="corr-9",
+        )
+    deliver_all(bus, relay)
+    deliver_all(bus, effect_consumer)
+    with db.transaction() as session:
+        from tests.core.events.conftest import effects
+
+        rows = session.execute(select(effects.c.correlation_id)).scalars().all()
+    assert rows == ["corr-9", "corr-9"]

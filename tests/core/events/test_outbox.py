@@ -1,0 +1,109 @@
+"""Publishing through the outbox, on the configured bus."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session
+
+from revhub.core.db import Database
+from revhub.core.errors import InvalidInput
+from revhub.core.events.bus import Bus
+from revhub.core.events.consumers import Consumer
+from revhub.core.events.envelope import correlated
+from revhub.core.events.outbox import publish
+from tests.core.events.conftest import applied, deliver_all
+
+
+def test_the_envelope_is_exactly_the_seeds(session: Session) -> None:
+    event = publish(
+        session,
+        topic="lead-capture",
+        event_type="lead.captured",
+        tenant_id="acme.com",
+        payload={"email": "ada@acme.com"},
+    )
+    dumped = event.model_dump(mode="json")
+    assert set(dumped) == {
+        "event_id",
+        "event_type",
+        "tenant_id",
+        "timestamp",
+        "payload",
+        "metadata",
+    }
+    assert set(dumped["metadata"]) == {"source", "version", "correlation_id"}
+    assert dumped["metadata"]["source"] == "revhub" and dumped["metadata"]["version"] == "1.0"
+    assert dumped["timestamp"].endswith("Z")
+
+
+def test_unknown_topic_is_refused(session: Session) -> None:
+    with pytest.raises(InvalidInput) as excinfo:
+        publish(session, topic="nope", event_type="x", tenant_id="t", payload={})
+    assert excinfo.value.errors[0].field == "topic"
+
+
+def test_events_of_a_rolled_back_transaction_are_never_delivered(
+    db: Database, bus: Bus, effect_consumer: Consumer
+) -> None:
+    def failing_use_case() -> None:
+        with db.transaction() as session:
+            publish(
+                session,
+                topic="lead-capture",
+                event_type="lead.captured",
+                tenant_id="ghost",
+                payload={},
+            )
+            raise RuntimeError("the use case failed after publishing")
+
+    with pytest.raises(RuntimeError):
+        failing_use_case()
+    with db.transaction() as session:
+        kept = publish(
+            session, topic="lead-capture", event_type="lead.captured", tenant_id="real", payload={}
+        )
+    assert deliver_all(bus, effect_consumer) == 1
+    with db.transaction() as session:
+        assert applied(session) == [(str(kept.event_id), "real")]
+
+
+def test_each_tenant_sees_its_events_in_order(
+    db: Database, bus: Bus, effect_consumer: Consumer
+) -> None:
+    published = []
+    for i in range(12):
+        with db.transaction() as session:
+            tenant = f"tenant-{i % 3}"
+            published.append(
+                (
+                    str(
+                        publish(
+                            session,
+                            topic="lead-capture",
+                            event_type="lead.scored",
+                            tenant_id=tenant,
+                            payload={"n": i},
+                        ).event_id
+                    ),
+                    tenant,
+                )
+            )
+    deliver_all(bus, effect_consumer)
+    with db.transaction() as session:
+        seen = applied(session)
+    for tenant in ("tenant-0", "tenant-1", "tenant-2"):
+        assert [e for e in seen if e[1] == tenant] == [e for e in published if e[1] == tenant]
+
+
+def test_topics_a_consumer_does_not_follow_are_not_delivered(
+    db: Database, bus: Bus, effect_consumer: Consumer
+) -> None:
+    with db.transaction() as session:
+        publish(session, topic="finance", event_type="spend.recorded", tenant_id="t", payload={})
+    assert deliver_all(bus, effect_consumer) == 0
+
+
+def test_the_correlation_id_follows_the_request(db: Database) -> None:
+    with correlated("req-123"), db.transaction() as session:
+        event = publish(session, topic="platform", event_type="x", tenant_id="t", payload={})
+    assert event.metadata.correlation_id == "req-123"

@@ -1,0 +1,109 @@
+"""Dead letters and consumers over the admin API and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from revhub.core.db import Database
+from revhub.core.events import service as events
+from revhub.core.events.consumers import Consumer, ConsumerRegistry, dead_letter
+from revhub.core.events.envelope import Event
+from revhub.core.events.models import DeadLetter
+from revhub.core.events.outbox import publish
+from revhub.core.retry import RetryPolicy
+from tests.core.events.conftest import applied
+
+Headers = Callable[[str], dict[str, str]]
+NO_RETRY = RetryPolicy(max_attempts=1, base_delay_ms=0)
+
+
+def _letter(db: Database, consumer: str = "test-effects") -> DeadLetter:
+    with db.transaction() as session:
+        event = publish(
+            session,
+            topic="lead-capture",
+            event_type="lead.captured",
+            tenant_id="acme",
+            payload={"n": 1},
+        )
+    dead_letter(db, consumer, event, topic="lead-capture", error=RuntimeError("boom"), attempts=5)
+    with db.transaction() as session:
+        return events.list_dead_letters(
+            session, status=None, consumer=consumer, after=None, limit=1
+        )[0]
+
+
+def test_admin_lists_and_inspects_dead_letters(
+    client: TestClient, db: Database, auth_headers: Headers
+) -> None:
+    letter = _letter(db)
+    admin = auth_headers("admin")
+    listed = client.get("/api/v1/dead-letters", headers=admin).json()["items"]
+    assert [d["id"] for d in listed] == [str(letter.id)]
+    one = client.get(f"/api/v1/dead-letters/{letter.id}", headers=admin).json()
+    assert one["error"] == "RuntimeError: boom" and one["attempts"] == 5
+    assert one["event"]["tenant_id"] == "acme"
+    assert client.get("/api/v1/dead-letters", headers=auth_headers("sales")).status_code == 403
+
+
+def test_replay_is_requested_then_applied_by_the_worker_chore(
+    client: TestClient, db: Database, auth_headers: Headers, effect_consumer: Consumer
+) -> None:
+    letter = _letter(db)
+    answer = client.post(f"/api/v1/dead-letters/{letter.id}/replay", headers=auth_headers("admin"))
+    assert answer.status_code == 202 and answer.json()["status"] == "replaying"
+    registry = ConsumerRegistry()
+    registry.register(effect_consumer)
+    assert events.replay_requested(db, registry=registry, policy_for=lambda _: NO_RETRY) == 1
+    with db.transaction() as session:
+        assert len(applied(session)) == 1
+        assert events.get_dead_letter(session, dead_letter_id=letter.id).status == "replayed"
+    again = client.post(f"/api/v1/dead-letters/{letter.id}/replay", headers=auth_headers("admin"))
+    assert again.status_code == 409
+
+
+def test_a_replay_that_fails_again_reopens_with_the_new_error(db: Database) -> None:
+    letter = _letter(db, "fragile")
+
+    def still_broken(session: Session, event: Event) -> None:
+        raise RuntimeError("still down")
+
+    registry = ConsumerRegistry()
+    registry.register(Consumer("fragile", frozenset({"lead-capture"}), handle=still_broken))
+    with db.transaction() as session:
+        events.request_replay(session, dead_letter_id=letter.id)
+    assert events.replay_requested(db, registry=registry, policy_for=lambda _: NO_RETRY) == 0
+    with db.transaction() as session:
+        again = events.get_dead_letter(session, dead_letter_id=letter.id)
+        assert again.status == "open" and again.attempts == 6 and "still down" in again.error
+        assert (
+            len(
+                events.list_dead_letters(
+                    session, status=None, consumer="fragile", after=None, limit=10
+                )
+            )
+            == 1
+        )
+
+
+def test_discard_and_unknown_ids(client: TestClient, db: Database, auth_headers: Headers) -> None:
+    letter = _letter(db)
+    admin = auth_headers("admin")
+    gone = client.post(f"/api/v1/dead-letters/{letter.id}/discard", headers=admin)
+    assert gone.json()["status"] == "discarded"
+    assert client.get("/api/v1/dead-letters", headers=admin).json()["items"] == []
+    missing = client.get("/api/v1/dead-letters/00000000-0000-4000-8000-000000000000", headers=admin)
+    assert missing.status_code == 404
+
+
+def test_consumers_show_which_have_handlers(client: TestClient, auth_headers: Headers) -> None:
+    consumers = {
+        c["name"]: c
+        for c in client.get("/api/v1/events/consumers", headers=auth_headers("admin")).json()
+    }
+    assert {"crm-sync", "analytics-pipeline", "alert-system", "reporting-engine"} <= set(consumers)
+    assert consumers["crm-sync"]["status"] == "no handler yet"
+    assert "lead-capture" in consumers["crm-sync"]["topics"]
