@@ -19,9 +19,11 @@ from revhub.core.errors import ConfigurationError
 from revhub.core.events.router import router as events_router
 from revhub.core.health import router as health_router
 from revhub.core.http import Hub, audit_problem
+from revhub.core.jobs.router import router as jobs_router
 from revhub.core.observability import REGISTRY, RequestContext, configure_logging
 from revhub.core.ratelimit import make_limiter
 from revhub.core.settings import Settings, load_settings
+from revhub.core.webhooks.router import router as webhooks_router
 from revhub.migrations import schema_status, upgrade
 from revhub.worker import build_worker
 
@@ -101,6 +103,8 @@ def create_app(
         keys_router,
         audit_router,
         events_router,
+        jobs_router,
+        webhooks_router,
     ):
         app.include_router(router)
     return app

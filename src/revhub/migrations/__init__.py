@@ -25,6 +25,8 @@ def all_metadata() -> MetaData:
     from revhub.core.auth import models as _auth  # noqa: F401
     from revhub.core.db import Base
     from revhub.core.events import models as _events  # noqa: F401
+    from revhub.core.jobs import models as _jobs  # noqa: F401
+    from revhub.core.webhooks import models as _webhooks  # noqa: F401
 
     return Base.metadata
 

@@ -1,0 +1,1 @@
+"""Scheduled batch jobs: registry, cron schedule, leases, recorded runs."""

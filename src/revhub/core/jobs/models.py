@@ -1,0 +1,1 @@
+"""Job tables (filled in by the scheduler work)."""

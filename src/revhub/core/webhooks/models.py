@@ -1,0 +1,1 @@
+"""Webhook tables (filled in by the webhooks work)."""
