@@ -28,6 +28,8 @@ from revhub.core.settings import Settings
 from revhub.migrations import upgrade
 from tests.factories import ApiKeyFactory
 
+pytest_plugins = ["tests.eventing"]
+
 DATABASE_URL = os.environ.get("REVHUB_DATABASE_URL")
 REDIS_URL = os.environ.get("REVHUB_REDIS_URL")
 

@@ -25,7 +25,7 @@ from revhub.core.ratelimit import make_limiter
 from revhub.core.settings import Settings, load_settings
 from revhub.core.webhooks.router import router as webhooks_router
 from revhub.migrations import schema_status, upgrade
-from revhub.worker import build_worker
+from revhub.worker import build_worker, job_registry
 
 DESCRIPTION = """
 RevHub connects marketing systems to Sales, Product, Customer Success and Finance.
@@ -67,6 +67,7 @@ def create_app(
         limiter=make_limiter(settings.redis_url, settings.redis_prefix),
         consumers=worker.registry,
         bus=worker.bus,
+        jobs=job_registry(settings, worker.registry),
     )
 
     @asynccontextmanager

@@ -20,6 +20,8 @@ from revhub.core.auth.scopes import ROLE_SCOPES, Role
 from revhub.core.db import Database, utcnow
 from revhub.core.errors import ConfigurationError, RevHubError
 from revhub.core.events import service as events
+from revhub.core.jobs import service as jobs
+from revhub.core.jobs.models import JobRun
 from revhub.core.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -35,6 +37,8 @@ dead_app = typer.Typer(
     help="Dead letters: event deliveries that failed their last attempt.", no_args_is_help=True
 )
 app.add_typer(dead_app, name="dead-letters")
+jobs_app = typer.Typer(help="Scheduled batch jobs: list them, run one now.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 
 out = Console()
 err = Console(stderr=True)
@@ -274,6 +278,85 @@ def dead_letters_discard(dead_letter_id: Annotated[uuid.UUID, typer.Argument()])
     with _hub() as (_settings, db), db.transaction() as session:
         letter = events.discard(session, dead_letter_id=dead_letter_id)
     out.print(f"Discarded {letter.id}.")
+
+
+@jobs_app.command("list")
+def jobs_list() -> None:
+    """List the jobs: schedule (cron, UTC), next run, handler status, last run."""
+    from revhub.worker import consumer_registry, job_registry
+
+    with _hub() as (settings, db), db.transaction() as session:
+        registry = job_registry(settings, consumer_registry(settings))
+        table = Table("job", "schedule (UTC)", "next run", "status", "last run", "outcome", "rows")
+        for view in jobs.list_jobs(session, registry=registry, now=utcnow()):
+            last = view.last_run
+            table.add_row(
+                view.job.name,
+                view.job.schedule or "off",
+                _when(view.next_run_at),
+                view.status,
+                _when(last.created_at) if last else "-",
+                _outcome(last),
+                str(last.rows_processed) if last and last.rows_processed is not None else "-",
+            )
+    out.print(table)
+
+
+@jobs_app.command("run")
+def jobs_run(
+    name: Annotated[str, typer.Argument(help="The job (see `revhub jobs list`).")],
+) -> None:
+    """Run a job now, in this process, with a progress bar; exit 1 if the job is unknown,
+    has no handler yet, or fails."""
+    import os
+    import socket
+
+    from rich.progress import Progress
+
+    from revhub.core.observability import configure_logging
+    from revhub.worker import consumer_registry, job_registry
+
+    with _hub() as (settings, db):
+        configure_logging(settings.log_level, settings.log_format)
+        registry = job_registry(settings, consumer_registry(settings))
+        try:
+            jobs.runnable(registry, name)
+        except (jobs.UnknownJob, jobs.NoHandlerYet) as exc:
+            err.print(f"[red]{exc.detail}[/red]")
+            raise typer.Exit(1) from exc
+        with Progress(console=out) as bar:
+            task = bar.add_task(name, total=None)
+            run = jobs.run_by_hand(
+                db,
+                registry=registry,
+                name=name,
+                actor=_cli_actor(),
+                worker=f"cli:{socket.gethostname()}:{os.getpid()}",
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+            if run.status == "succeeded":  # a full bar, even if the job reported no total
+                steps = next(t for t in bar.tasks if t.id == task).total or 1
+                bar.update(task, total=steps, completed=steps)
+    seconds = _seconds(run)
+    if run.status != "succeeded":
+        err.print(f"[red]{name} failed[/red] after {seconds:.2f} s (run {run.id}): {run.error}")
+        raise typer.Exit(1)
+    out.print(
+        f"[green]{name} succeeded[/green]: {run.rows_processed} rows processed in "
+        f"{seconds:.2f} s (run {run.id})."
+    )
+
+
+def _seconds(run: JobRun) -> float:
+    if run.started_at is None or run.finished_at is None:
+        return 0.0
+    return (run.finished_at - run.started_at).total_seconds()
+
+
+def _outcome(run: JobRun | None) -> str:
+    if run is None:
+        return "-"
+    return f"{run.status} (stale?)" if run.stale else run.status
 
 
 def _when(value: object) -> str:

@@ -1,27 +1,41 @@
 """Assemble the worker: the bus configuration picks, the consumers every domain registers.
 
 Domains add their consumers here as they land (each from its own ``jobs.py``); modules named
-in ``REVHUB_PLUGINS`` may register more through a ``register(registry)`` function.
+in ``REVHUB_PLUGINS`` may register more through a ``register(registry)`` function, and jobs
+through a ``register_jobs(job_registry)`` function (either is optional).
 """
 
 from __future__ import annotations
 
 import importlib
 
+from revhub.core.crypto import SecretBox
 from revhub.core.db import Database
 from revhub.core.events.bus import make_bus
 from revhub.core.events.consumers import ConsumerRegistry, default_registry
 from revhub.core.events.envelope import TOPICS
+from revhub.core.events.service import replay_requested
 from revhub.core.events.worker import Worker
+from revhub.core.jobs.defaults import build_registry
+from revhub.core.jobs.registry import JobRegistry
+from revhub.core.jobs.scheduler import TICK_SECONDS, Scheduler
 from revhub.core.settings import Settings
+from revhub.core.webhooks.jobs import SECRET_PURPOSE, delivery_chore, webhooks_consumer
+from revhub.core.webhooks.service import CONSUMER as WEBHOOKS
 
 
 def consumer_registry(settings: Settings) -> ConsumerRegistry:
     registry = default_registry()
+    registry.register(webhooks_consumer())
     for module_name in settings.plugins:
         module = importlib.import_module(module_name)
-        module.register(registry)
+        if hasattr(module, "register"):
+            module.register(registry)
     return registry
+
+
+def job_registry(settings: Settings, consumers: ConsumerRegistry) -> JobRegistry:
+    return build_registry(settings, consumers=[c.name for c in consumers.active()])
 
 
 def build_worker(settings: Settings, db: Database) -> Worker:
@@ -31,7 +45,20 @@ def build_worker(settings: Settings, db: Database) -> Worker:
         redis_url=settings.redis_url,
         topics=TOPICS,
         visibility_timeout_ms=int(settings.visibility_timeout_seconds * 1000),
+        prefix=settings.redis_prefix,
     )
-    return Worker(
-        db=db, bus=bus, registry=consumer_registry(settings), policy_for=settings.policy_for
+    registry = consumer_registry(settings)
+    worker = Worker(db=db, bus=bus, registry=registry, policy_for=settings.policy_for)
+    box = SecretBox(settings.secrets["pii_key"], SECRET_PURPOSE)
+    deliver = delivery_chore(db, box=box, policy=settings.policy_for(WEBHOOKS))
+    worker.chores.append(("webhook-deliveries", 0.5, deliver))
+    worker.chores.append(
+        (
+            "replay-dead-letters",
+            1.0,
+            lambda: replay_requested(db, registry=registry, policy_for=settings.policy_for),
+        )
     )
+    scheduler = Scheduler(db=db, registry=job_registry(settings, registry), worker=worker.name)
+    worker.chores.append(("scheduler", TICK_SECONDS, scheduler.tick))
+    return worker

@@ -8,8 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -153,3 +155,52 @@ def test_two_api_processes_on_one_redis_share_one_rate_limit(
     assert [a.status_code for a in answers] == [200] * 6 + [429] * 4
     assert {a.headers["Retry-After"] for a in answers[6:]} != set()
     assert answers[5].headers["RateLimit-Remaining"] == "0"
+
+
+def test_embedded_serve_runs_the_worker_and_sends_webhooks(
+    start_server: type[Server], hub_env: dict[str, str]
+) -> None:
+    received: list[dict[str, str]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"type": self.headers["RevHub-Event-Type"], "body": body.decode()})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            return
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        server = start_server()
+        server.wait_ready()
+        token = re.search(
+            r"rhk_[A-Za-z0-9_-]+",
+            _revhub(hub_env, "keys", "create", "--name", "ops", "--role", "admin"),
+        )
+        assert token
+        admin = {"X-API-Key": token.group(0)}
+        subscribed = httpx.post(
+            server.url + "/api/v1/webhooks/subscriptions",
+            headers=admin,
+            json={
+                "name": "sec",
+                "url": f"http://127.0.0.1:{hook.server_address[1]}/",
+                "topics": ["platform"],
+            },
+        )
+        assert subscribed.status_code == 201, subscribed.text
+        httpx.post(
+            server.url + "/api/v1/keys", headers=admin, json={"name": "zapier", "role": "marketing"}
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not received:
+            time.sleep(0.1)
+        assert [r["type"] for r in received] == ["api_key.created"]
+        assert '"name":"zapier"' in received[0]["body"]
+    finally:
+        hook.shutdown()
+        hook.server_close()

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from revhub.core.auth.scopes import METRICS_READ
+from revhub.core.events import metrics as backbone
 from revhub.core.http import hub_of, require
 from revhub.core.problems import PROBLEM_JSON
 from revhub.core.responses import PROTECTED, problems
@@ -63,6 +64,9 @@ def _check(probe: Any) -> str:
     response_class=Response,
 )
 def metrics(request: Request) -> Response:
-    """Prometheus text format: request counts and latency by route and status, and more."""
+    """Prometheus text: requests by route and status, latency, rate-limit refusals, outbox
+    and consumer lag, deliveries, retries, dead letters, job runs and durations."""
+    hub = hub_of(request)
+    backbone.refresh(hub.db, hub.bus, hub.consumers)
     registry = request.app.state.metrics_registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

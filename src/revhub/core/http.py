@@ -20,6 +20,7 @@ from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import APIKeyHeader, OAuth2, SecurityScopes
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from revhub.core.audit import service as audit
 from revhub.core.auth import service as auth
@@ -29,6 +30,7 @@ from revhub.core.db import Database, utcnow
 from revhub.core.errors import Forbidden, RateLimited, RevHubError, Unauthenticated
 from revhub.core.events.bus import Bus
 from revhub.core.events.consumers import ConsumerRegistry
+from revhub.core.jobs.registry import JobRegistry
 from revhub.core.observability import RATE_LIMITED
 from revhub.core.ratelimit import Limiter
 from revhub.core.settings import Settings
@@ -47,6 +49,7 @@ class Hub:
     limiter: Limiter
     consumers: ConsumerRegistry
     bus: Bus
+    jobs: JobRegistry
 
 
 def hub_of(request: Request) -> Hub:
@@ -107,8 +110,6 @@ async def audit_problem(request: Request, error: RevHubError) -> None:
         outcome = "failed"
     else:
         return
-    from starlette.concurrency import run_in_threadpool
-
     await run_in_threadpool(_record_alone, request, outcome, error.status)
 
 

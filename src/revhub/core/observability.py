@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from revhub.core.errors import BodyTooLarge, FieldError, InvalidInput, NulInBody, RevHubError
+from revhub.core.events.envelope import correlated
 from revhub.core.problems import problem_response
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -167,7 +168,8 @@ class RequestContext:
             await send(message)
 
         try:
-            await self.app(scope, self._capped(scope, receive), send_with_headers)
+            with correlated(request_id):
+                await self.app(scope, self._capped(scope, receive), send_with_headers)
         finally:
             self._observe(scope, status, time.perf_counter() - started)
 

@@ -170,7 +170,7 @@ def allowed_methods(request: Request) -> list[str]:
     document = request.app.openapi()
     methods: set[str] = set()
     for template, operations in document.get("paths", {}).items():
-        pattern = "^" + re.sub(r"\\{[^/]+\\}", "[^/]+", template) + "$"
+        pattern = "^" + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$"
         if re.match(pattern, request.url.path):
             methods |= {m.upper() for m in operations}
     return sorted(methods)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from revhub.core.errors import ConfigurationError
+from revhub.core.jobs.schedule import problem as schedule_problem
 from revhub.core.retry import RetryPolicy
 
 SECRET_NAMES = ("jwt_secret", "pii_key", "audit_key")
@@ -60,6 +61,8 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: float = Field(default=30, gt=0)
     embedded_worker: bool = True
     plugins: list[str] = Field(default_factory=list)
+    job_schedules: dict[str, str] = Field(default_factory=dict)
+    outbox_retention_days: int = Field(default=7, ge=1, le=3650)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -91,6 +94,13 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "REVHUB_BUS=redis needs REVHUB_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _job_schedules_are_cron(self) -> Settings:
+        for job, expression in self.job_schedules.items():
+            if (why := schedule_problem(expression)) is not None:
+                raise ConfigurationError(f"REVHUB_JOB_SCHEDULES, job {job!r}: {why}")
         return self
 
     def policy_for(self, consumer: str) -> RetryPolicy:

@@ -12,7 +12,7 @@ from revhub.core.events.envelope import Event
 from revhub.core.events.models import ConsumerOffset, DeadLetter
 from revhub.core.events.outbox import publish
 from revhub.core.retry import RetryableError, RetryPolicy
-from tests.core.events.conftest import FAST, applied, deliver_all, duplicates, record_effect
+from tests.eventing import FAST, applied, deliver_all, duplicates, record_effect
 
 
 def _publish(db: Database, n: int, topic: str = "lead-capture") -> list[Event]:
@@ -50,7 +50,7 @@ def _rewind(db: Database, bus: Bus, consumer: Consumer) -> None:
             session.get(ConsumerOffset, consumer.name).position = 0  # type: ignore[union-attr]
     elif isinstance(bus, RedisBus):
         for topic in consumer.topics:
-            bus.redis.xgroup_setid(f"revhub:stream:{topic}", consumer.name, id="0")
+            bus.redis.xgroup_setid(bus.stream_key(topic), consumer.name, id="0")
 
 
 def test_a_failing_handler_is_retried_then_succeeds(
@@ -59,11 +59,11 @@ def test_a_failing_handler_is_retried_then_succeeds(
     calls: list[int] = []
     inner = record_effect("flaky")
 
-    def flaky(session: Session, event: Event) -> None:
+    def flaky(session: Session, event: Event, topic: str) -> None:
         calls.append(1)
         if len(calls) < 3:
             raise RetryableError("remote said 503")
-        inner(session, event)
+        inner(session, event, topic)
 
     consumer = Consumer("flaky", frozenset({"lead-capture"}), handle=flaky)
     _publish(db, 1)
@@ -77,7 +77,7 @@ def test_a_failing_handler_is_retried_then_succeeds(
 def test_after_the_last_attempt_the_event_is_dead_lettered_with_its_error(
     db: Database, bus: Bus
 ) -> None:
-    def broken(session: Session, event: Event) -> None:
+    def broken(session: Session, event: Event, topic: str) -> None:
         raise RetryableError("CRM down")
 
     consumer = Consumer("broken", frozenset({"lead-capture"}), handle=broken)
@@ -97,7 +97,7 @@ def test_after_the_last_attempt_the_event_is_dead_lettered_with_its_error(
 def test_an_error_that_is_not_retryable_is_dead_lettered_at_once(db: Database, bus: Bus) -> None:
     calls: list[int] = []
 
-    def bad_data(session: Session, event: Event) -> None:
+    def bad_data(session: Session, event: Event, topic: str) -> None:
         calls.append(1)
         raise ValueError("payload has no email")
 
@@ -116,7 +116,7 @@ def test_an_error_that_is_not_retryable_is_dead_lettered_at_once(db: Database, b
 def test_a_consumer_publishing_keeps_the_correlation_id(
     db: Database, bus: Bus, effect_consumer: Consumer
 ) -> None:
-    def forward(session: Session, event: Event) -> None:
+    def forward(session: Session, event: Event, topic: str) -> None:
         publish(
             session,
             topic="customer-health",
@@ -138,7 +138,7 @@ def test_a_consumer_publishing_keeps_the_correlation_id(
     deliver_all(bus, relay)
     deliver_all(bus, effect_consumer)
     with db.transaction() as session:
-        from tests.core.events.conftest import effects
+        from tests.eventing import effects
 
         rows = session.execute(select(effects.c.correlation_id)).scalars().all()
     assert rows == ["corr-9", "corr-9"]

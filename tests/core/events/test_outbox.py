@@ -11,7 +11,7 @@ from revhub.core.events.bus import Bus
 from revhub.core.events.consumers import Consumer
 from revhub.core.events.envelope import correlated
 from revhub.core.events.outbox import publish
-from tests.core.events.conftest import applied, deliver_all
+from tests.eventing import applied, deliver_all
 
 
 def test_the_envelope_is_exactly_the_seeds(session: Session) -> None:

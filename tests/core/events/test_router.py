@@ -14,7 +14,7 @@ from revhub.core.events.envelope import Event
 from revhub.core.events.models import DeadLetter
 from revhub.core.events.outbox import publish
 from revhub.core.retry import RetryPolicy
-from tests.core.events.conftest import applied
+from tests.eventing import applied
 
 Headers = Callable[[str], dict[str, str]]
 NO_RETRY = RetryPolicy(max_attempts=1, base_delay_ms=0)
@@ -68,7 +68,7 @@ def test_replay_is_requested_then_applied_by_the_worker_chore(
 def test_a_replay_that_fails_again_reopens_with_the_new_error(db: Database) -> None:
     letter = _letter(db, "fragile")
 
-    def still_broken(session: Session, event: Event) -> None:
+    def still_broken(session: Session, event: Event, topic: str) -> None:
         raise RuntimeError("still down")
 
     registry = ConsumerRegistry()
@@ -107,3 +107,34 @@ def test_consumers_show_which_have_handlers(client: TestClient, auth_headers: He
     assert {"crm-sync", "analytics-pipeline", "alert-system", "reporting-engine"} <= set(consumers)
     assert consumers["crm-sync"]["status"] == "no handler yet"
     assert "lead-capture" in consumers["crm-sync"]["topics"]
+
+
+def test_key_changes_are_published_on_the_platform_topic(
+    client: TestClient, db: Database, auth_headers: Headers
+) -> None:
+    from sqlalchemy import select
+
+    from revhub.core.events.models import OutboxEvent
+
+    admin = auth_headers("admin")
+    created = client.post("/api/v1/keys", json={"name": "zap", "role": "sales"}, headers=admin)
+    client.delete(
+        f"/api/v1/keys/{created.json()['id']}", headers={**admin, "X-Request-ID": "revoke-1"}
+    )
+    with db.transaction() as session:
+        rows = session.scalars(
+            select(OutboxEvent).where(OutboxEvent.topic == "platform").order_by(OutboxEvent.seq)
+        ).all()
+    mine = [r for r in rows if r.payload["key_id"] == created.json()["id"]]
+    assert [r.event_type for r in mine] == ["api_key.created", "api_key.revoked"]
+    assert mine[1].meta["correlation_id"] == "revoke-1"
+
+
+def test_metrics_show_backbone_lag(client: TestClient, db: Database, auth_headers: Headers) -> None:
+    with db.transaction() as session:
+        publish(
+            session, topic="lead-capture", event_type="lead.captured", tenant_id="t", payload={}
+        )
+    text = client.get("/metrics", headers=auth_headers("admin")).text
+    assert "revhub_outbox_lag_seconds" in text
+    assert 'revhub_consumer_lag_events{consumer="webhooks"}' in text

@@ -24,6 +24,7 @@ from revhub.core.auth.schemas import AccessToken, ApiKeyCreate
 from revhub.core.auth.scopes import ROLE_SCOPES, Role
 from revhub.core.db import get_or_404
 from revhub.core.errors import BadRequest, RevHubError, Unauthenticated
+from revhub.core.events.outbox import publish
 from revhub.core.pagination import newest_first
 
 KEY_MARK = "rhk_"
@@ -62,6 +63,7 @@ def create_key(
     )
     session.add(key)
     session.flush()
+    _announce(session, "api_key.created", key)
     return key, token
 
 
@@ -85,7 +87,24 @@ def revoke_key(session: Session, *, key_id: uuid.UUID, now: datetime) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = now
         session.flush()
+        _announce(session, "api_key.revoked", key)
     return key
+
+
+def _announce(session: Session, event_type: str, key: ApiKey) -> None:
+    """Credential changes go on the ``platform`` topic (a security channel can subscribe)."""
+    publish(
+        session,
+        topic="platform",
+        event_type=event_type,
+        tenant_id="platform",
+        payload={
+            "key_id": str(key.id),
+            "name": key.name,
+            "role": key.role,
+            "created_by": key.created_by,
+        },
+    )
 
 
 def _active_key(session: Session, token: str, now: datetime) -> ApiKey | None:

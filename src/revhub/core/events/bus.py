@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import redis
@@ -27,9 +27,25 @@ from revhub.core.retry import RetryPolicy
 log = structlog.get_logger("revhub.bus")
 
 
+def _never() -> bool:
+    return False
+
+
 class Bus(Protocol):
-    def poll(self, consumer: Consumer, *, policy: RetryPolicy, worker_id: str) -> int:
-        """Deliver what is waiting for ``consumer``; the number of events handled."""
+    def poll(
+        self,
+        consumer: Consumer,
+        *,
+        policy: RetryPolicy,
+        worker_id: str,
+        stopping: Callable[[], bool] = _never,
+    ) -> int:
+        """Deliver what is waiting for ``consumer``; the number of events handled.
+
+        ``stopping`` is asked between events: once it says yes, the rest of the batch is
+        left for later (the local offset has not passed it; Redis entries stay pending and
+        are reclaimed by another worker after the visibility timeout).
+        """
         ...
 
     def relay(self) -> int:
@@ -54,7 +70,14 @@ class LocalBus:
                 return 0
             return offset.position
 
-    def poll(self, consumer: Consumer, *, policy: RetryPolicy, worker_id: str = "") -> int:
+    def poll(
+        self,
+        consumer: Consumer,
+        *,
+        policy: RetryPolicy,
+        worker_id: str = "",
+        stopping: Callable[[], bool] = _never,
+    ) -> int:
         position = self._position(consumer.name)
         with self.db.transaction() as session:
             batch = [
@@ -63,10 +86,14 @@ class LocalBus:
                     session, position=position, topics=consumer.topics, limit=self.batch_size
                 )
             ]
+        handled = 0
         for seq, topic, event in batch:
+            if stopping():
+                break
             apply(self.db, consumer, event, policy=policy, topic=topic)
             self._advance(consumer.name, seq)
-        return len(batch)
+            handled += 1
+        return handled
 
     def _advance(self, consumer: str, seq: int) -> None:
         with self.db.transaction() as session:
@@ -85,10 +112,6 @@ class LocalBus:
             return outbox.count_after(session, position=position, topics=consumer.topics)
 
 
-def stream_key(topic: str) -> str:
-    return f"revhub:stream:{topic}"
-
-
 class RedisBus:
     def __init__(
         self,
@@ -99,13 +122,18 @@ class RedisBus:
         batch_size: int = 500,
         block_ms: int = 1000,
         visibility_timeout_ms: int = 30_000,
+        prefix: str = "revhub:",
     ) -> None:
         self.db = db
         self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self.prefix = f"{prefix}stream:"
         self.topics = sorted(topics)
         self.batch_size = batch_size
         self.block_ms = block_ms
         self.visibility_timeout_ms = visibility_timeout_ms
+
+    def stream_key(self, topic: str) -> str:
+        return self.prefix + topic
 
     def ensure_groups(self, consumers: Iterable[Consumer]) -> None:
         """Create each group at the start of its streams, so nothing is trimmed before a
@@ -114,7 +142,7 @@ class RedisBus:
             for topic in consumer.topics:
                 try:
                     self.redis.xgroup_create(
-                        stream_key(topic), consumer.name, id="0", mkstream=True
+                        self.stream_key(topic), consumer.name, id="0", mkstream=True
                     )
                 except redis.ResponseError as exc:
                     if "BUSYGROUP" not in str(exc):
@@ -128,7 +156,7 @@ class RedisBus:
             pipe = self.redis.pipeline(transaction=False)
             for row in rows:
                 pipe.xadd(
-                    stream_key(row.topic),
+                    self.stream_key(row.topic),
                     {
                         "tenant": row.tenant_id,
                         "seq": row.seq,
@@ -143,19 +171,30 @@ class RedisBus:
             )
         return len(rows)
 
-    def poll(self, consumer: Consumer, *, policy: RetryPolicy, worker_id: str) -> int:
+    def poll(
+        self,
+        consumer: Consumer,
+        *,
+        policy: RetryPolicy,
+        worker_id: str,
+        stopping: Callable[[], bool] = _never,
+    ) -> int:
         entries = self._reclaim(consumer, worker_id) or self._read_new(consumer, worker_id)
+        handled = 0
         for stream, entry_id, fields in entries:
+            if stopping():
+                break
             event = Event.model_validate_json(fields["event"])
-            apply(self.db, consumer, event, policy=policy, topic=stream.rsplit(":", 1)[-1])
+            apply(self.db, consumer, event, policy=policy, topic=stream.removeprefix(self.prefix))
             self.redis.xack(stream, consumer.name, entry_id)
-        return len(entries)
+            handled += 1
+        return handled
 
     def _reclaim(self, consumer: Consumer, worker_id: str) -> list[tuple[str, str, dict[str, str]]]:
         """Entries another worker took and did not acknowledge within the visibility timeout."""
         claimed: list[tuple[str, str, dict[str, str]]] = []
         for topic in sorted(consumer.topics):
-            stream = stream_key(topic)
+            stream = self.stream_key(topic)
             _next, entries, *_ = self.redis.xautoclaim(
                 stream,
                 consumer.name,
@@ -170,7 +209,7 @@ class RedisBus:
     def _read_new(
         self, consumer: Consumer, worker_id: str
     ) -> list[tuple[str, str, dict[str, str]]]:
-        streams: dict[Any, Any] = {stream_key(t): ">" for t in sorted(consumer.topics)}
+        streams: dict[Any, Any] = {self.stream_key(t): ">" for t in sorted(consumer.topics)}
         response: Any = self.redis.xreadgroup(
             consumer.name, worker_id, streams, count=self.batch_size, block=self.block_ms
         )
@@ -184,7 +223,7 @@ class RedisBus:
         """Drop entries every group has acknowledged; unconsumed entries are never dropped."""
         removed = 0
         for topic in self.topics:
-            stream = stream_key(topic)
+            stream = self.stream_key(topic)
             safe = self._oldest_needed(stream)
             if safe is not None:
                 removed += int(self.redis.xtrim(stream, minid=safe, approximate=False))
@@ -209,7 +248,9 @@ class RedisBus:
     def lag(self, consumer: Consumer) -> int:
         total = 0
         for topic in consumer.topics:
-            for group in self.redis.xinfo_groups(stream_key(topic)):
+            if not self.redis.exists(self.stream_key(topic)):
+                continue
+            for group in self.redis.xinfo_groups(self.stream_key(topic)):
                 if group["name"] == consumer.name:
                     total += int(group.get("lag") or 0) + int(group["pending"])
         return total
@@ -227,8 +268,11 @@ def make_bus(
     redis_url: str | None,
     topics: Iterable[str],
     visibility_timeout_ms: int = 30_000,
+    prefix: str = "revhub:",
 ) -> Bus:
     if kind == "redis":
         assert redis_url, "REVHUB_BUS=redis needs REVHUB_REDIS_URL"
-        return RedisBus(db, redis_url, topics=topics, visibility_timeout_ms=visibility_timeout_ms)
+        return RedisBus(
+            db, redis_url, topics=topics, prefix=prefix, visibility_timeout_ms=visibility_timeout_ms
+        )
     return LocalBus(db)

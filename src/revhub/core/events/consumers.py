@@ -18,12 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from revhub.core.db import Database
-from revhub.core.events.envelope import Event, correlated
+from revhub.core.events.envelope import TOPICS, Event, correlated
 from revhub.core.events.models import AppliedEvent, DeadLetter
 from revhub.core.observability import REGISTRY
 from revhub.core.retry import RetryPolicy
 
-Handler = Callable[[Session, Event], None]
+Handler = Callable[[Session, Event, str], None]
+"""``handle(session, event, topic)``: apply the event inside ``session``'s transaction."""
 Outcome = Literal["applied", "duplicate", "skipped", "dead_lettered"]
 
 log = structlog.get_logger("revhub.events")
@@ -78,18 +79,7 @@ class ConsumerRegistry:
 
 def default_registry() -> ConsumerRegistry:
     """The seed 002 consumers. Domain issues give them handlers; ``webhooks`` has one now."""
-    all_topics = frozenset(
-        {
-            "lead-capture",
-            "campaign-performance",
-            "customer-health",
-            "revenue-attribution",
-            "product",
-            "finance",
-            "crm",
-            "platform",
-        }
-    )
+    all_topics = frozenset(TOPICS)
     registry = ConsumerRegistry()
     for name, topics, description in (
         ("crm-sync", {"lead-capture", "revenue-attribution"}, "Real-time CRM synchronization"),
@@ -112,8 +102,10 @@ def apply(
 ) -> Outcome:
     """Apply ``event`` to ``consumer`` once, retrying per ``policy``; dead-letter at the end.
 
-    With ``dead_letter_id`` this is a replay: success marks that letter ``replayed`` in the
-    same transaction as the effect, failure puts it back to ``open`` with the new error.
+    With ``dead_letter_id`` this is a replay, asked for by an admin: the handler runs even if
+    the event was applied before (a webhook delivery can die after its consumer applied the
+    event), success marks the letter ``replayed`` in the same transaction as the effect, and
+    failure puts it back to ``open`` with the new error.
     """
     if consumer.handle is None or not consumer.wants(event):
         return "skipped"
@@ -122,11 +114,13 @@ def apply(
     def attempt() -> Outcome:
         try:
             with db.transaction() as session:
-                if session.get(AppliedEvent, (consumer.name, event.event_id)) is not None:
+                seen = session.get(AppliedEvent, (consumer.name, event.event_id)) is not None
+                if seen and dead_letter_id is None:
                     return "duplicate"
                 with correlated(event.metadata.correlation_id):
-                    handle(session, event)
-                session.add(AppliedEvent(consumer=consumer.name, event_id=event.event_id))
+                    handle(session, event, topic)
+                if not seen:
+                    session.add(AppliedEvent(consumer=consumer.name, event_id=event.event_id))
                 if dead_letter_id is not None:
                     _settle(session, dead_letter_id, "replayed", None, 0)
         except IntegrityError:

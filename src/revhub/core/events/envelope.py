@@ -12,11 +12,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-TOPICS: dict[str, str] = {
+Topic = Literal[
+    "lead-capture",
+    "campaign-performance",
+    "customer-health",
+    "revenue-attribution",
+    "product",
+    "finance",
+    "crm",
+    "platform",
+]
+
+TOPICS: dict[Topic, str] = {
     "lead-capture": "Real-time lead events",
     "campaign-performance": "Campaign metrics updates",
     "customer-health": "Health score changes",
@@ -62,8 +73,3 @@ def correlated(correlation_id: str | None) -> Iterator[None]:
         yield
     finally:
         _correlation.reset(token)
-
-
-def set_correlation_id(correlation_id: str | None) -> None:
-    """For the request middleware, whose context ends with the request."""
-    _correlation.set(correlation_id)

@@ -91,7 +91,9 @@ class Worker:
         policy = self.policy_for(consumer.name)
         while not stop.is_set():
             try:
-                handled = self.bus.poll(consumer, policy=policy, worker_id=self.name)
+                handled = self.bus.poll(
+                    consumer, policy=policy, worker_id=self.name, stopping=stop.is_set
+                )
                 if not handled and not isinstance(self.bus, RedisBus):
                     stop.wait(IDLE_WAIT_SECONDS)
             except Exception:  # as above: log, wait, go on

@@ -1,9 +1,11 @@
-"""Event fixtures: the configured bus (REVHUB_BUS=local|redis), a consumer with a visible
-effect (a row per application in ``test_effect``), fast retry policies."""
+"""Event fixtures, a pytest plugin loaded by tests/conftest.py: the configured bus
+(REVHUB_BUS=local|redis), a consumer with a visible effect (a row per application in
+``test_effect``), fast retry policies."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -40,7 +42,7 @@ def _effects_table(engine: Engine) -> None:
 
 
 def record_effect(name: str) -> Callable[[Session, Event], None]:
-    def handle(session: Session, event: Event) -> None:
+    def handle(session: Session, event: Event, topic: str) -> None:
         session.execute(
             insert(effects).values(
                 consumer=name,
@@ -84,16 +86,17 @@ def duplicates(session: Session) -> int:
 
 @pytest.fixture
 def bus(db: Database) -> Iterator[Bus]:
-    """The bus the configuration names, with Redis streams emptied for the test."""
+    """The bus the configuration names; on Redis, streams of the test's own."""
     if BUS != "redis":
         yield LocalBus(db)
         return
     assert REDIS_URL, "REVHUB_BUS=redis needs REVHUB_REDIS_URL"
+    prefix = f"revhub-test-{uuid.uuid4().hex[:8]}:"
+    yield RedisBus(
+        db, REDIS_URL, topics=TOPICS, block_ms=50, visibility_timeout_ms=60_000, prefix=prefix
+    )
     client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter("revhub:stream:*"):
-        client.delete(key)
-    yield RedisBus(db, REDIS_URL, topics=TOPICS, block_ms=50, visibility_timeout_ms=60_000)
-    for key in client.scan_iter("revhub:stream:*"):
+    for key in client.scan_iter(f"{prefix}*"):
         client.delete(key)
 
 

@@ -1,0 +1,89 @@
+"""What only the Redis Streams bus does: reclaiming a dead worker's entries, trimming."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from revhub.core.db import Database
+from revhub.core.events.bus import RedisBus
+from revhub.core.events.consumers import Consumer
+from revhub.core.events.envelope import TOPICS
+from revhub.core.events.outbox import publish
+from tests.eventing import FAST, applied
+
+
+@pytest.fixture
+def redis_bus(db: Database, redis_url: str) -> Iterator[RedisBus]:
+    prefix = f"revhub-test-{uuid.uuid4().hex[:8]}:"
+    bus = RedisBus(
+        db, redis_url, topics=TOPICS, block_ms=20, visibility_timeout_ms=200, prefix=prefix
+    )
+    yield bus
+    for key in bus.redis.scan_iter(f"{prefix}*"):
+        bus.redis.delete(key)
+
+
+def _publish(db: Database, n: int) -> None:
+    with db.transaction() as session:
+        for i in range(n):
+            publish(
+                session,
+                topic="lead-capture",
+                event_type="lead.captured",
+                tenant_id=f"t{i}",
+                payload={},
+            )
+
+
+def test_entries_a_dead_worker_left_pending_are_reclaimed(
+    db: Database, redis_bus: RedisBus, effect_consumer: Consumer
+) -> None:
+    redis_bus.ensure_groups([effect_consumer])
+    _publish(db, 3)
+    assert redis_bus.relay() == 3
+    stream = redis_bus.stream_key("lead-capture")
+    taken = redis_bus.redis.xreadgroup(
+        effect_consumer.name, "worker-that-dies", {stream: ">"}, count=10
+    )
+    assert len(taken[0][1]) == 3
+    assert redis_bus.poll(effect_consumer, policy=FAST, worker_id="survivor") == 0
+    time.sleep(0.25)
+    assert redis_bus.poll(effect_consumer, policy=FAST, worker_id="survivor") == 3
+    with db.transaction() as session:
+        assert len(applied(session)) == 3
+    assert redis_bus.redis.xpending(stream, effect_consumer.name)["pending"] == 0
+
+
+def test_trimming_never_drops_what_a_group_has_not_acknowledged(
+    db: Database, redis_bus: RedisBus, effect_consumer: Consumer
+) -> None:
+    slow = Consumer("slow-reader", frozenset({"lead-capture"}), handle=effect_consumer.handle)
+    redis_bus.ensure_groups([effect_consumer, slow])
+    _publish(db, 5)
+    redis_bus.relay()
+    stream = redis_bus.stream_key("lead-capture")
+    while redis_bus.poll(effect_consumer, policy=FAST, worker_id="w"):
+        pass
+    assert redis_bus.trim() == 0
+    assert redis_bus.redis.xlen(stream) == 5
+    redis_bus.redis.xreadgroup("slow-reader", "w", {stream: ">"}, count=2)
+    assert redis_bus.trim() == 0
+    while redis_bus.poll(slow, policy=FAST, worker_id="w"):
+        pass
+    assert redis_bus.trim() == 0, "two entries are still pending with the slow reader"
+    time.sleep(0.25)
+    while redis_bus.poll(slow, policy=FAST, worker_id="w"):
+        pass
+    assert redis_bus.trim() == 5
+    assert redis_bus.redis.xlen(stream) == 0
+
+
+def test_relaying_marks_rows_and_is_not_repeated(db: Database, redis_bus: RedisBus) -> None:
+    _publish(db, 4)
+    assert redis_bus.relay() == 4
+    assert redis_bus.relay() == 0
+    assert redis_bus.redis.xlen(redis_bus.stream_key("lead-capture")) == 4
