@@ -64,14 +64,22 @@ def _cli_actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def _audit_cli(settings: Settings, session: Session, action: str, resource_id: str) -> None:
+def _audit_cli(
+    settings: Settings,
+    session: Session,
+    action: str,
+    resource_type: str,
+    resource_id: str,
+    outcome: str = "success",
+) -> None:
+    """CLI writes are audited like API writes; the actor is the operating-system user."""
     event = audit.AuditEvent(
         occurred_at=utcnow(),
         actor=_cli_actor(),
         action=action,
-        resource_type="keys",
+        resource_type=resource_type,
         resource_id=resource_id,
-        outcome="success",
+        outcome=outcome,
         role="admin",
     )
     audit.record(session, event=event, key=settings.secrets["audit_key"])
@@ -152,7 +160,7 @@ def keys_create(
     with _hub() as (settings, db), db.transaction() as session:
         key_in = ApiKeyCreate(name=name, role=role, expires_in_days=expires_in_days or None)
         key, token = auth.create_key(session, key_in=key_in, created_by=_cli_actor(), now=utcnow())
-        _audit_cli(settings, session, "cli keys create", str(key.id))
+        _audit_cli(settings, session, "cli keys create", "keys", str(key.id))
     out.print(f"[bold]API key[/bold] (shown once, store it now): {token}")
     out.print(f"client_id (OAuth 2.0): {key.id}")
     out.print(f"role: {key.role}  scopes: {' '.join(sorted(ROLE_SCOPES[role]))}")
@@ -186,7 +194,7 @@ def keys_revoke(key_id: Annotated[uuid.UUID, typer.Argument(help="The key's id."
     """Revoke a key at once."""
     with _hub() as (settings, db), db.transaction() as session:
         key = auth.revoke_key(session, key_id=key_id, now=utcnow())
-        _audit_cli(settings, session, "cli keys revoke", str(key.id))
+        _audit_cli(settings, session, "cli keys revoke", "keys", str(key.id))
     out.print(f"Revoked {key.name} ({key.id}).")
 
 
@@ -261,6 +269,7 @@ def dead_letters_replay(dead_letter_id: Annotated[uuid.UUID, typer.Argument()]) 
     with _hub() as (settings, db):
         with db.transaction() as session:
             events.request_replay(session, dead_letter_id=dead_letter_id)
+            _audit_cli(settings, session, "cli dead-letters replay", "events", str(dead_letter_id))
         events.replay_requested(
             db, registry=consumer_registry(settings), policy_for=settings.policy_for
         )
@@ -275,8 +284,9 @@ def dead_letters_replay(dead_letter_id: Annotated[uuid.UUID, typer.Argument()]) 
 @dead_app.command("discard")
 def dead_letters_discard(dead_letter_id: Annotated[uuid.UUID, typer.Argument()]) -> None:
     """Give up on a dead letter (it stays listed as discarded)."""
-    with _hub() as (_settings, db), db.transaction() as session:
+    with _hub() as (settings, db), db.transaction() as session:
         letter = events.discard(session, dead_letter_id=dead_letter_id)
+        _audit_cli(settings, session, "cli dead-letters discard", "events", str(letter.id))
     out.print(f"Discarded {letter.id}.")
 
 
@@ -337,6 +347,9 @@ def jobs_run(
             if run.status == "succeeded":  # a full bar, even if the job reported no total
                 steps = next(t for t in bar.tasks if t.id == task).total or 1
                 bar.update(task, total=steps, completed=steps)
+        with db.transaction() as session:
+            outcome = "success" if run.status == "succeeded" else "failed"
+            _audit_cli(settings, session, "cli jobs run", "jobs", str(run.id), outcome)
     seconds = _seconds(run)
     if run.status != "succeeded":
         err.print(f"[red]{name} failed[/red] after {seconds:.2f} s (run {run.id}): {run.error}")

@@ -183,6 +183,9 @@ def test_embedded_serve_runs_the_worker_and_sends_webhooks(
         )
         assert token
         admin = {"X-API-Key": token.group(0)}
+        for path in ("/metrics", "/api/v1/events/consumers", "/api/v1/jobs"):
+            answer = httpx.get(server.url + path, headers=admin, timeout=5)
+            assert answer.status_code == 200, (path, answer.text)
         subscribed = httpx.post(
             server.url + "/api/v1/webhooks/subscriptions",
             headers=admin,

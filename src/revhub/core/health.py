@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from revhub.core.auth.scopes import METRICS_READ
 from revhub.core.events import metrics as backbone
-from revhub.core.http import hub_of, require
+from revhub.core.http import DbSession, hub_of, require
 from revhub.core.problems import PROBLEM_JSON
 from revhub.core.responses import PROTECTED, problems
 
@@ -63,10 +63,10 @@ def _check(probe: Any) -> str:
     responses=PROTECTED,
     response_class=Response,
 )
-def metrics(request: Request) -> Response:
+def metrics(request: Request, session: DbSession) -> Response:
     """Prometheus text: requests by route and status, latency, rate-limit refusals, outbox
     and consumer lag, deliveries, retries, dead letters, job runs and durations."""
     hub = hub_of(request)
-    backbone.refresh(hub.db, hub.bus, hub.consumers)
+    backbone.refresh(session, hub.bus, hub.consumers)
     registry = request.app.state.metrics_registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

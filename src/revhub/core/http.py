@@ -65,10 +65,10 @@ def _audit_event(request: Request, outcome: str, status: int | None) -> audit.Au
     resource_id = getattr(request.state, "resource_id", None) or (
         ",".join(str(v) for v in request.path_params.values()) or None
     )
-    claimed = str(getattr(request.state, "claimed_actor", "anonymous")).replace("\x00", "")
+    claimed = str(getattr(request.state, "claimed_actor", "anonymous"))
     return audit.AuditEvent(
         occurred_at=utcnow(),
-        actor=principal.name if principal else claimed[:200],
+        actor=principal.name if principal else claimed,
         actor_id=str(principal.credential_id) if principal else None,
         role=principal.role if principal else None,
         action=f"{request.method} {template}",

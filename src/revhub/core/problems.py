@@ -15,7 +15,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from revhub.core.errors import (
@@ -141,6 +141,20 @@ async def _on_body_too_large(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_data_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("data_error", error=str(exc).splitlines()[0])
+    return await _on_revhub_error(
+        request,
+        RevHubError(
+            422,
+            "unstorable-value",
+            "Value cannot be stored",
+            "A value is too long or out of range for where it is stored; shorten it and retry.",
+            [FieldError("body", "a value is too long or out of range")],
+        ),
+    )
+
+
 async def _on_integrity_error(request: Request, exc: Exception) -> JSONResponse:
     log.warning("integrity_error", error=str(exc).splitlines()[0])
     return await _on_revhub_error(
@@ -196,4 +210,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(BodyTooLarge, _on_body_too_large)
     app.add_exception_handler(NulInBody, _on_nul_in_body)
     app.add_exception_handler(IntegrityError, _on_integrity_error)
+    app.add_exception_handler(DataError, _on_data_error)
     app.add_exception_handler(Exception, _on_unexpected)

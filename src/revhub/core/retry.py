@@ -57,10 +57,16 @@ class RetryPolicy(BaseModel):
         return bool(names & set(self.retryable_errors))
 
     def _wait(self, state: RetryCallState) -> float:
-        delay = self.delay_seconds(state.attempt_number)
         error = state.outcome.exception() if state.outcome else None
-        retry_after: float | None = getattr(error, "retry_after", None)
-        return max(delay, float(retry_after)) if retry_after else delay
+        return self.wait_seconds(state.attempt_number, getattr(error, "retry_after", None))
+
+    def wait_seconds(self, attempt: int, retry_after: float | None) -> float:
+        """The backoff, or the remote side's ``Retry-After`` when longer; never past
+        ``max_delay_ms`` (a remote asking for a day must not park a worker for a day)."""
+        delay = self.delay_seconds(attempt)
+        if retry_after:
+            delay = max(delay, float(retry_after))
+        return min(delay, self.max_delay_ms / 1000)
 
     def run(
         self,

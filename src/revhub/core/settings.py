@@ -27,6 +27,14 @@ from revhub.core.retry import RetryPolicy
 
 SECRET_NAMES = ("jwt_secret", "pii_key", "audit_key")
 
+WEBHOOK_RETRY_POLICY = RetryPolicy(
+    max_attempts=8,
+    backoff_strategy="exponential",
+    base_delay_ms=30_000,
+    max_delay_ms=3_600_000,
+)
+"""A receiver that is down for an hour still gets its events: 30 s, 1 min, … 1 h (≈ 2 h)."""
+
 
 class RateLimit(BaseModel):
     """A token bucket: ``rate`` tokens a second refill a bucket holding at most ``burst``."""
@@ -57,7 +65,9 @@ class Settings(BaseSettings):
 
     bus: Literal["local", "redis"] = "local"
     retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
-    retry_policies: dict[str, RetryPolicy] = Field(default_factory=dict)
+    retry_policies: dict[str, RetryPolicy] = Field(
+        default_factory=lambda: {"webhooks": WEBHOOK_RETRY_POLICY}
+    )
     visibility_timeout_seconds: float = Field(default=30, gt=0)
     embedded_worker: bool = True
     plugins: list[str] = Field(default_factory=list)

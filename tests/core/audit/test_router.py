@@ -77,3 +77,14 @@ def test_audit_pages_newest_first_and_verifies(client: TestClient, auth_headers:
     assert second["items"][0]["seq"] < first["items"][1]["seq"]
     verified = client.get("/api/v1/audit/verify", headers=admin).json()
     assert verified["ok"] is True and verified["entries_checked"] >= 3
+
+
+def test_a_long_or_odd_request_is_still_audited(client: TestClient, auth_headers: Headers) -> None:
+    admin = auth_headers("admin")
+    long_id = "k" * 300
+    answer = client.delete(f"/api/v1/keys/{long_id}", headers={"X-Request-ID": "long-path"})
+    assert answer.status_code == 401
+    denied = _entries(client, admin, outcome="denied")
+    entry = next(e for e in denied if e["request_id"] == "long-path")
+    assert len(entry["resource_id"]) == 200
+    assert client.get("/api/v1/audit/verify", headers=admin).json()["ok"] is True

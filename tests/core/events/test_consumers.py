@@ -108,7 +108,7 @@ def test_an_error_that_is_not_retryable_is_dead_lettered_at_once(db: Database, b
         consumer,
         RetryPolicy(max_attempts=5, base_delay_ms=0, retryable_errors=["RetryableError"]),
     )
-    assert calls == [1]
+    assert calls == [1, 1], "once in the batch, once on its own: never retried"
     with db.transaction() as session:
         assert session.scalars(select(DeadLetter.attempts)).all() == [1]
 
@@ -142,3 +142,21 @@ def test_a_consumer_publishing_keeps_the_correlation_id(
 
         rows = session.execute(select(effects.c.correlation_id)).scalars().all()
     assert rows == ["corr-9", "corr-9"]
+
+
+def test_a_handlers_own_integrity_error_is_retried_not_taken_for_a_duplicate(
+    db: Database, bus: Bus
+) -> None:
+    def clashes(session: Session, event: Event, topic: str) -> None:
+        from revhub.core.events.models import ConsumerOffset
+
+        session.add(ConsumerOffset(consumer="same-name", position=1))
+        session.add(ConsumerOffset(consumer="same-name", position=2))
+        session.flush()
+
+    consumer = Consumer("clasher", frozenset({"lead-capture"}), handle=clashes)
+    (event,) = _publish(db, 1)
+    deliver_all(bus, consumer, RetryPolicy(max_attempts=2, base_delay_ms=0, retryable_errors=["*"]))
+    with db.transaction() as session:
+        (letter,) = session.scalars(select(DeadLetter).where(DeadLetter.consumer == "clasher"))
+        assert letter.event_id == event.event_id and "IntegrityError" in letter.error

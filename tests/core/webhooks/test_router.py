@@ -64,3 +64,13 @@ def test_unknown_subscription_and_delivery_are_404(
         client.get(f"/api/v1/webhooks/subscriptions/{nobody}/deliveries", headers=admin).status_code
         == 404
     )
+
+
+def test_an_overlong_url_is_refused_naming_it(client: TestClient, auth_headers: Headers) -> None:
+    answer = client.post(
+        "/api/v1/webhooks/subscriptions",
+        headers=auth_headers("admin"),
+        json={"name": "x", "url": "https://e.com/" + "a" * 2100, "topics": ["platform"]},
+    )
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "body.url"

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -51,8 +51,33 @@ def _fields(event: AuditEvent) -> dict[str, object]:
     return fields
 
 
+_LIMITS = {
+    "actor": 200,
+    "actor_id": 64,
+    "role": 20,
+    "action": 200,
+    "resource_type": 64,
+    "resource_id": 200,
+    "request_id": 128,
+    "outcome": 16,
+    "client_ip": 64,
+}
+
+
+def _fit(event: AuditEvent) -> AuditEvent:
+    """Whatever a caller sent (a 300-character path, a NUL), the entry is still written:
+    text is clipped to its column and NULs are dropped, so no request goes unaudited."""
+    clipped = {
+        name: value.replace("\x00", "")[:limit]
+        for name, limit in _LIMITS.items()
+        if isinstance(value := getattr(event, name), str)
+    }
+    return replace(event, **clipped)  # type: ignore[arg-type]
+
+
 def record(session: Session, *, event: AuditEvent, key: bytes) -> AuditEntry:
     """Append ``event`` to the chain inside the caller's transaction."""
+    event = _fit(event)
     seq, prev_hash = session.execute(
         update(AuditHead)
         .where(AuditHead.id == 1)

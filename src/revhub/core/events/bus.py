@@ -10,25 +10,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar
 
 import redis
 import structlog
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from revhub.core.db import Database, utcnow
 from revhub.core.events import outbox
-from revhub.core.events.consumers import Consumer, apply
+from revhub.core.events.consumers import Consumer, Received, apply_all
 from revhub.core.events.envelope import Event
 from revhub.core.events.models import ConsumerOffset, OutboxEvent
 from revhub.core.retry import RetryPolicy
 
 log = structlog.get_logger("revhub.bus")
+T = TypeVar("T")
+
+
+CHUNK = 100
+"""Events applied in one transaction (see ``consumers.apply_all``)."""
 
 
 def _never() -> bool:
     return False
+
+
+def _chunks(items: list[T]) -> Iterator[list[T]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
 
 
 class Bus(Protocol):
@@ -52,8 +63,9 @@ class Bus(Protocol):
         """Move committed outbox rows onto the bus; the number moved (0 for the local bus)."""
         ...
 
-    def lag(self, consumer: Consumer) -> int:
-        """Events on the consumer's topics it has not yet handled."""
+    def lag(self, session: Session, consumer: Consumer) -> int:
+        """Events on the consumer's topics it has not yet handled (read in ``session``, the
+        caller's transaction: on SQLite a second one would wait for the caller's lock)."""
         ...
 
 
@@ -81,18 +93,18 @@ class LocalBus:
         position = self._position(consumer.name)
         with self.db.transaction() as session:
             batch = [
-                (seq, row.topic, outbox.to_event(row))
+                (seq, Received(outbox.to_event(row), row.topic))
                 for seq, row in outbox.read_after(
                     session, position=position, topics=consumer.topics, limit=self.batch_size
                 )
             ]
         handled = 0
-        for seq, topic, event in batch:
+        for chunk in _chunks(batch):
             if stopping():
                 break
-            apply(self.db, consumer, event, policy=policy, topic=topic)
-            self._advance(consumer.name, seq)
-            handled += 1
+            apply_all(self.db, consumer, [item for _seq, item in chunk], policy=policy)
+            self._advance(consumer.name, chunk[-1][0])
+            handled += len(chunk)
         return handled
 
     def _advance(self, consumer: str, seq: int) -> None:
@@ -106,10 +118,10 @@ class LocalBus:
     def relay(self) -> int:
         return 0
 
-    def lag(self, consumer: Consumer) -> int:
-        position = self._position(consumer.name)
-        with self.db.transaction() as session:
-            return outbox.count_after(session, position=position, topics=consumer.topics)
+    def lag(self, session: Session, consumer: Consumer) -> int:
+        offset = session.get(ConsumerOffset, consumer.name)
+        position = offset.position if offset else 0
+        return outbox.count_after(session, position=position, topics=consumer.topics)
 
 
 class RedisBus:
@@ -119,7 +131,7 @@ class RedisBus:
         url: str,
         *,
         topics: Iterable[str],
-        batch_size: int = 500,
+        batch_size: int = 100,
         block_ms: int = 1000,
         visibility_timeout_ms: int = 30_000,
         prefix: str = "revhub:",
@@ -181,13 +193,21 @@ class RedisBus:
     ) -> int:
         entries = self._reclaim(consumer, worker_id) or self._read_new(consumer, worker_id)
         handled = 0
-        for stream, entry_id, fields in entries:
+        for chunk in _chunks(entries):
             if stopping():
                 break
-            event = Event.model_validate_json(fields["event"])
-            apply(self.db, consumer, event, policy=policy, topic=stream.removeprefix(self.prefix))
-            self.redis.xack(stream, consumer.name, entry_id)
-            handled += 1
+            received = [
+                Received(
+                    Event.model_validate_json(fields["event"]), stream.removeprefix(self.prefix)
+                )
+                for stream, _entry_id, fields in chunk
+            ]
+            apply_all(self.db, consumer, received, policy=policy)
+            for stream in {stream for stream, _id, _f in chunk}:
+                self.redis.xack(
+                    stream, consumer.name, *[entry_id for s, entry_id, _f in chunk if s == stream]
+                )
+            handled += len(chunk)
         return handled
 
     def _reclaim(self, consumer: Consumer, worker_id: str) -> list[tuple[str, str, dict[str, str]]]:
@@ -245,7 +265,7 @@ class RedisBus:
         ms, seq = min(needed)
         return f"{ms}-{seq}"
 
-    def lag(self, consumer: Consumer) -> int:
+    def lag(self, session: Session, consumer: Consumer) -> int:
         total = 0
         for topic in consumer.topics:
             if not self.redis.exists(self.stream_key(topic)):

@@ -7,8 +7,9 @@ Counters (deliveries, retries, dead letters) are kept as things happen, in
 from __future__ import annotations
 
 from prometheus_client import Gauge
+from sqlalchemy.orm import Session
 
-from revhub.core.db import Database, utcnow
+from revhub.core.db import utcnow
 from revhub.core.events import outbox
 from revhub.core.events.bus import Bus, RedisBus
 from revhub.core.events.consumers import ConsumerRegistry
@@ -27,12 +28,9 @@ CONSUMER_LAG = Gauge(
 )
 
 
-def refresh(db: Database, bus: Bus, consumers: ConsumerRegistry) -> None:
-    if isinstance(bus, RedisBus):
-        with db.transaction() as session:
-            oldest = outbox.oldest_unrelayed_at(session)
-        OUTBOX_LAG.set((utcnow() - oldest).total_seconds() if oldest else 0.0)
-    else:
-        OUTBOX_LAG.set(0.0)
+def refresh(session: Session, bus: Bus, consumers: ConsumerRegistry) -> None:
+    """Read the lags in the caller's transaction (the scrape request's)."""
+    oldest = outbox.oldest_unrelayed_at(session) if isinstance(bus, RedisBus) else None
+    OUTBOX_LAG.set((utcnow() - oldest).total_seconds() if oldest else 0.0)
     for consumer in consumers.active():
-        CONSUMER_LAG.labels(consumer.name).set(bus.lag(consumer))
+        CONSUMER_LAG.labels(consumer.name).set(bus.lag(session, consumer))

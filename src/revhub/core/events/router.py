@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
-from starlette.concurrency import run_in_threadpool
 
 from revhub.core.auth.scopes import ADMIN
 from revhub.core.events import schemas
@@ -22,23 +21,10 @@ router = APIRouter(
 
 
 @router.get("/events/consumers", response_model=list[schemas.ConsumerStatus])
-async def list_consumers(request: Request) -> list[schemas.ConsumerStatus]:
+def list_consumers(request: Request, session: DbSession) -> list[schemas.ConsumerStatus]:
     """Every registered consumer, whether it has a handler yet, and how far behind it is."""
     hub = hub_of(request)
-
-    def describe() -> list[schemas.ConsumerStatus]:
-        return [
-            schemas.ConsumerStatus(
-                name=c.name,
-                topics=sorted(c.topics),
-                description=c.description,
-                status="active" if c.handle else "no handler yet",
-                lag=hub.bus.lag(c) if c.handle else None,
-            )
-            for c in hub.consumers.consumers.values()
-        ]
-
-    return await run_in_threadpool(describe)
+    return events.consumer_statuses(session, consumers=hub.consumers, bus=hub.bus)
 
 
 @router.get("/dead-letters", response_model=Page[schemas.DeadLetter])

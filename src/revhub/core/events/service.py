@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session
 
 from revhub.core.db import Database, get_or_404
 from revhub.core.errors import Conflict
+from revhub.core.events.bus import Bus
 from revhub.core.events.consumers import ConsumerRegistry, _settle, apply
 from revhub.core.events.envelope import Event
 from revhub.core.events.models import DeadLetter
+from revhub.core.events.schemas import ConsumerStatus
 from revhub.core.pagination import newest_first
 from revhub.core.retry import RetryPolicy
 
@@ -104,3 +106,20 @@ def replay_requested(
         )
         succeeded += outcome in ("applied", "duplicate")
     return succeeded
+
+
+def consumer_statuses(
+    session: Session, *, consumers: ConsumerRegistry, bus: Bus
+) -> list[ConsumerStatus]:
+    """Each registered consumer: "active" with its lag, or "no handler yet" (its domain has
+    not landed; it will start from the first event when it does)."""
+    return [
+        ConsumerStatus(
+            name=c.name,
+            topics=sorted(c.topics),
+            description=c.description,
+            status="active" if c.handle else "no handler yet",
+            lag=bus.lag(session, c) if c.handle else None,
+        )
+        for c in consumers.consumers.values()
+    ]

@@ -80,7 +80,7 @@ class Worker:
                 if not leases.acquire(self.db, name=RELAY_LEASE, holder=self.name, ttl=ttl):
                     stop.wait(2.0)
                     continue
-                moved = sum(self.bus.relay() for _ in range(20))
+                moved = self.bus.relay()  # one batch per renewal: the lease cannot lapse mid-way
                 if not moved:
                     stop.wait(IDLE_WAIT_SECONDS)
             except Exception:  # a loop must survive a bad moment of the database or Redis

@@ -35,6 +35,6 @@ def delivery_chore(db: Database, *, box: SecretBox, policy: RetryPolicy) -> Call
     client = httpx.Client(timeout=httpx.Timeout(10.0), follow_redirects=False)
 
     def deliver() -> int:
-        return service.deliver_due(db, box=box, policy=policy, client=client, now=utcnow())
+        return service.deliver_due(db, box=box, policy=policy, client=client)
 
     return deliver

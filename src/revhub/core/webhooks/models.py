@@ -19,7 +19,7 @@ class WebhookSubscription(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(200))
-    url: Mapped[str] = mapped_column(String(2000))
+    url: Mapped[str] = mapped_column(Text)  # input ≤ 2,000; normalising may lengthen it
     topics: Mapped[list[str]] = mapped_column(JSON)
     event_types: Mapped[list[str] | None] = mapped_column(JSON)
     sealed_secret: Mapped[str] = mapped_column(Text)

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import AnyHttpUrl, Field, field_validator
+from pydantic import AnyHttpUrl, Field, UrlConstraints, field_validator
 
 from revhub.core.events.envelope import TOPICS, Topic
 from revhub.core.schemas import RequestModel, ResponseModel
 
+URL_MAX = 2000
+
 
 class SubscriptionCreate(RequestModel):
     name: str = Field(min_length=1, max_length=200)
-    url: AnyHttpUrl = Field(strict=False, description="Where events are POSTed (http or https).")
+    url: Annotated[AnyHttpUrl, UrlConstraints(max_length=URL_MAX)] = Field(
+        strict=False, description="Where events are POSTed (http or https)."
+    )
     topics: list[Topic] = Field(min_length=1, max_length=len(TOPICS))
     event_types: list[str] | None = Field(
         default=None, description="Only these event types; omit for every type on the topics."

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 
 from revhub import __version__
 from revhub.core.crypto import SecretBox
-from revhub.core.db import Database, get_or_404
-from revhub.core.events.consumers import dead_letter
+from revhub.core.db import Database, get_or_404, utcnow
+from revhub.core.events.consumers import add_dead_letter
 from revhub.core.events.envelope import Event
 from revhub.core.observability import REGISTRY
 from revhub.core.pagination import newest_first
@@ -172,13 +172,23 @@ def deliver_due(
     box: SecretBox,
     policy: RetryPolicy,
     client: httpx.Client,
-    now: datetime,
+    now: datetime | None = None,
     limit: int = 50,
 ) -> int:
-    """Send every delivery that is due, once each across workers; the number attempted."""
-    claimed = _claim_due(db, now=now, limit=limit)
-    for delivery_id in claimed:
-        _attempt(db, delivery_id, box=box, policy=policy, client=client, now=now)
+    """Send deliveries that are due, once each across workers; the number attempted.
+
+    One claim at a time, on the clock of that moment (``now`` fixes the clock, for tests):
+    a claim lasts ``CLAIM_FOR``, far longer than one POST may take, so no other worker can
+    take a delivery while it is in flight.
+    """
+    attempted = 0
+    while attempted < limit:
+        moment = now or utcnow()
+        claimed = _claim_due(db, now=moment, limit=1)
+        if not claimed:
+            break
+        _attempt(db, claimed[0], box=box, policy=policy, client=client, now=moment)
+        attempted += 1
     return len(claimed)
 
 
@@ -231,12 +241,16 @@ def _attempt(
     with db.transaction() as session:
         delivery = get_delivery(session, delivery_id=delivery_id)
         _record(delivery, attempt, policy=policy, now=now)
-        died = delivery.status == "dead"
-    if died:
-        error = RetryableError(attempt.error or f"HTTP {attempt.status_code}")
-        dead_letter(
-            db, CONSUMER, event, topic=delivery.topic, error=error, attempts=delivery.attempts
-        )
+        if delivery.status == "dead":
+            error = RetryableError(attempt.error or f"HTTP {attempt.status_code}")
+            add_dead_letter(
+                session,
+                CONSUMER,
+                event,
+                topic=delivery.topic,
+                error=error,
+                attempts=delivery.attempts,
+            )
 
 
 def _post(
@@ -281,7 +295,7 @@ def _record(
         delivery.status, delivery.delivered_at, delivery.next_attempt_at = "succeeded", now, None
         return
     if attempt.retryable and delivery.attempts < policy.max_attempts:
-        wait = max(policy.delay_seconds(delivery.attempts), attempt.retry_after or 0.0)
+        wait = policy.wait_seconds(delivery.attempts, attempt.retry_after)
         delivery.next_attempt_at = now + timedelta(seconds=wait)
         return
     delivery.status, delivery.next_attempt_at = "dead", None

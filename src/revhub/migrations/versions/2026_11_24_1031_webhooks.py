@@ -23,7 +23,7 @@ def upgrade() -> None:
         "webhook_subscription",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("url", sa.String(length=2000), nullable=False),
+        sa.Column("url", sa.Text(), nullable=False),
         sa.Column("topics", sa.JSON(), nullable=False),
         sa.Column("event_types", sa.JSON(), nullable=True),
         sa.Column("sealed_secret", sa.Text(), nullable=False),
