@@ -207,3 +207,31 @@ def test_embedded_serve_runs_the_worker_and_sends_webhooks(
     finally:
         hook.shutdown()
         hook.server_close()
+
+
+def test_a_burst_of_concurrent_requests_does_not_jam_the_embedded_hub(
+    start_server: type[Server], hub_env: dict[str, str]
+) -> None:
+    """More requests than worker threads, all waiting on SQLite's one writer: the
+    per-process cap on open transactions keeps a thread free for the one holding the lock."""
+    import asyncio
+
+    env = {**hub_env, "REVHUB_RATE_LIMIT": '{"rate": 100000, "burst": 100000}'}
+    server = start_server(env)
+    server.wait_ready()
+    token = re.search(
+        r"rhk_[A-Za-z0-9_-]+",
+        _revhub(hub_env, "keys", "create", "--name", "burst", "--role", "admin"),
+    )
+    assert token
+    headers = {"X-API-Key": token.group(0)}
+
+    async def burst() -> set[int]:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(limits=limits, timeout=25) as client:
+            answers = await asyncio.gather(
+                *[client.get(server.url + "/api/v1/auth/me", headers=headers) for _ in range(200)]
+            )
+        return {a.status_code for a in answers}
+
+    assert asyncio.run(burst()) == {200}

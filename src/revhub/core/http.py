@@ -99,7 +99,16 @@ def _request_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-DbSession = Annotated[Session, Depends(_request_session, scope="function")]
+DB_CONCURRENCY = 16
+"""Requests inside a database transaction at once, per process. Fewer than the 40 threads
+FastAPI runs sync code on, so the request holding SQLite's write lock always finds a thread
+to finish on; without the cap, 40+ requests queued on the lock hold every thread and the
+holder starves until the busy timeout. Also within PostgreSQL's pool (10 + 10 overflow).
+Waiting for a slot costs no thread."""
+
+DbSession = Annotated[
+    Session, Depends(_request_session, scope="function", max_concurrency=DB_CONCURRENCY)
+]
 
 
 async def audit_problem(request: Request, error: RevHubError) -> None:
