@@ -88,3 +88,14 @@ def test_production_mode_refuses_an_empty_database(
     with pytest.raises(ConfigurationError, match="revhub migrate"):
         ensure_schema(settings, db)
     db.engine.dispose()
+
+
+def test_production_refuses_short_secrets() -> None:
+    with pytest.raises(ConfigurationError, match="REVHUB_PII_KEY must be at least 32"):
+        Settings(
+            mode="production",
+            jwt_secret=SecretStr("x" * 32),
+            pii_key=SecretStr("short"),
+            audit_key=SecretStr("z" * 32),
+            database_url="postgresql+psycopg://h/db",
+        )

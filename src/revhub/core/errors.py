@@ -24,6 +24,11 @@ class ConfigurationError(Exception):
     """The process cannot start as configured; the message says what to set."""
 
 
+def describe_error(error: BaseException) -> str:
+    """An error as stored for people to read later (dead letters, job runs): type and text."""
+    return f"{type(error).__name__}: {error}"[:4000]
+
+
 @dataclass(frozen=True)
 class FieldError:
     """One wrong input: where it was (``body.email``, ``query.limit``) and what is wrong."""

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Select, select
@@ -22,6 +22,11 @@ M = TypeVar("M", bound="NewestFirst")
 def encode_cursor(position: dict[str, Any]) -> str:
     raw = json.dumps(position, separators=(",", ":"), sort_keys=True).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def next_after(rows: Sequence[Any], limit: int) -> str | None:
+    """The cursor after the last of ``rows`` (by its ``id``), or None on the last page."""
+    return encode_cursor({"after": str(rows[-1].id)}) if len(rows) == limit else None
 
 
 def decode_cursor(cursor: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from revhub.core.jobs.schedule import problem as schedule_problem
 from revhub.core.retry import RetryPolicy
 
 SECRET_NAMES = ("jwt_secret", "pii_key", "audit_key")
+MIN_SECRET_LENGTH = 32
 
 WEBHOOK_RETRY_POLICY = RetryPolicy(
     max_attempts=8,
@@ -58,7 +59,7 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     pii_key: SecretStr | None = None
     audit_key: SecretStr | None = None
-    token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
 
     rate_limit: RateLimit = RateLimit(rate=50, burst=100)
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
@@ -90,6 +91,15 @@ class Settings(BaseSettings):
                     f"production mode needs {names}: set each to a random string of at least "
                     "32 characters, e.g. the output of "
                     "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                )
+            short = [
+                f"REVHUB_{n.upper()}"
+                for n in SECRET_NAMES
+                if len(getattr(self, n).get_secret_value()) < MIN_SECRET_LENGTH
+            ]
+            if short:
+                raise ConfigurationError(
+                    f"{', '.join(short)} must be at least {MIN_SECRET_LENGTH} characters long"
                 )
             if self.database_url is None:
                 raise ConfigurationError(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from revhub.core.db import Base
+from revhub.core.db import Base, SeqType
 
 GENESIS_HASH = "0" * 64
-SeqType = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class AuditEntry(Base):

@@ -17,7 +17,7 @@ from revhub.core.auth.principal import Principal
 from revhub.core.auth.scopes import ADMIN, Role
 from revhub.core.db import utcnow
 from revhub.core.http import DbSession, draw_rate_limit, hub_of, require, require_credential
-from revhub.core.pagination import MAX_LIMIT, cursor_field, encode_cursor
+from revhub.core.pagination import MAX_LIMIT, cursor_field, next_after
 from revhub.core.responses import PROTECTED, PUBLIC, problems
 from revhub.core.schemas import Page
 
@@ -49,7 +49,7 @@ def list_keys(
     """Keys, newest first."""
     after = cursor_field(cursor, "after", uuid.UUID)
     keys = auth.list_keys(session, include_revoked=include_revoked, after=after, limit=limit)
-    next_cursor = encode_cursor({"after": str(keys[-1].id)}) if len(keys) == limit else None
+    next_cursor = next_after(keys, limit)
     return Page(items=[schemas.ApiKey.model_validate(k) for k in keys], next_cursor=next_cursor)
 
 

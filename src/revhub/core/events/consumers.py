@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from revhub.core.db import Database
+from revhub.core.errors import describe_error
 from revhub.core.events.envelope import TOPICS, Event, correlated
 from revhub.core.events.models import AppliedEvent, DeadLetter
 from revhub.core.observability import REGISTRY
@@ -136,7 +137,7 @@ def apply(
             dead_letter(db, consumer.name, event, topic=topic, error=exc, attempts=attempts)
         else:
             with db.transaction() as session:
-                _settle(session, dead_letter_id, "open", _describe(exc), attempts)
+                _settle(session, dead_letter_id, "open", describe_error(exc), attempts)
         outcome = "dead_lettered"
     DELIVERIES.labels(consumer.name, outcome).inc()
     return outcome
@@ -152,10 +153,6 @@ def _mark_applied(session: Session, consumer: str, events: list[Event]) -> bool:
     except IntegrityError:
         return False
     return True
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:4000]
 
 
 def _settle(
@@ -186,7 +183,7 @@ def add_dead_letter(
 ) -> None:
     """Store a delivery that failed its last attempt, in the caller's transaction."""
     log.error(
-        "dead_letter", consumer=consumer, event_id=str(event.event_id), error=_describe(error)
+        "dead_letter", consumer=consumer, event_id=str(event.event_id), error=describe_error(error)
     )
     DEAD_LETTERS.labels(consumer).inc()
     session.add(
@@ -195,7 +192,7 @@ def add_dead_letter(
             event_id=event.event_id,
             topic=topic,
             event=event.model_dump(mode="json"),
-            error=_describe(error),
+            error=describe_error(error),
             attempts=attempts,
         )
     )

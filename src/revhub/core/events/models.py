@@ -6,12 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
+from sqlalchemy import JSON, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from revhub.core.db import Base, utcnow
-
-SeqType = BigInteger().with_variant(Integer(), "sqlite")
+from revhub.core.db import Base, SeqType, utcnow
 
 
 class OutboxEvent(Base):

@@ -11,7 +11,7 @@ from revhub.core.auth.scopes import ADMIN
 from revhub.core.events import schemas
 from revhub.core.events import service as events
 from revhub.core.http import DbSession, hub_of, require
-from revhub.core.pagination import MAX_LIMIT, cursor_field, encode_cursor
+from revhub.core.pagination import MAX_LIMIT, cursor_field, next_after
 from revhub.core.responses import PROTECTED, problems
 from revhub.core.schemas import Page
 
@@ -40,7 +40,7 @@ def list_dead_letters(
     letters = events.list_dead_letters(
         session, status=status, consumer=consumer, after=after, limit=limit
     )
-    next_cursor = encode_cursor({"after": str(letters[-1].id)}) if len(letters) == limit else None
+    next_cursor = next_after(letters, limit)
     return Page(
         items=[schemas.DeadLetter.model_validate(d) for d in letters], next_cursor=next_cursor
     )

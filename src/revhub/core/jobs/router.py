@@ -20,7 +20,7 @@ from revhub.core.http import DbSession, hub_of, require
 from revhub.core.jobs import schemas
 from revhub.core.jobs import service as jobs
 from revhub.core.jobs.registry import JobRegistry
-from revhub.core.pagination import MAX_LIMIT, cursor_field, encode_cursor
+from revhub.core.pagination import MAX_LIMIT, cursor_field, next_after
 from revhub.core.responses import PROTECTED, problems
 from revhub.core.schemas import Page
 
@@ -63,7 +63,7 @@ def list_runs(
     job = jobs.get_job(registry, name=name)
     after = cursor_field(cursor, "after", uuid.UUID)
     runs = jobs.list_runs(session, job=job.name, after=after, limit=limit)
-    next_cursor = encode_cursor({"after": str(runs[-1].id)}) if len(runs) == limit else None
+    next_cursor = next_after(runs, limit)
     return Page(items=[schemas.JobRun.model_validate(r) for r in runs], next_cursor=next_cursor)
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from revhub.core.db import Database, utcnow
-from revhub.core.errors import Conflict, RevHubError
+from revhub.core.errors import Conflict, RevHubError, describe_error
 from revhub.core.jobs.models import JobRun, RunStatus
 from revhub.core.jobs.registry import Job, JobContext, JobRegistry, Progress
 from revhub.core.jobs.schedule import next_time
@@ -202,7 +202,7 @@ def execute(db: Database, *, job: Job, run: JobRun, on_progress: Progress | None
             rows = job.handle(session, context)
     except Exception as exc:  # a failing job is a failed run, never a crashed worker
         log.exception("job_failed", job=job.name, run_id=str(run.id))
-        return _finish(db, run, RunStatus.FAILED, None, _describe(exc), clock)
+        return _finish(db, run, RunStatus.FAILED, None, describe_error(exc), clock)
     except BaseException as exc:
         _finish(db, run, RunStatus.FAILED, None, f"interrupted ({type(exc).__name__})", clock)
         raise
@@ -223,10 +223,6 @@ def _finish(
     JOB_DURATION.labels(run.job, status).observe(seconds)
     log.info("job_finished", job=run.job, run_id=str(run.id), status=status, rows=rows)
     return finished
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:4000]
 
 
 def claim_queued(db: Database, *, run_id: uuid.UUID, worker: str, now: datetime) -> bool:

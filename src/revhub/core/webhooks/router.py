@@ -11,13 +11,12 @@ from revhub.core.auth.principal import Principal
 from revhub.core.auth.scopes import ADMIN
 from revhub.core.crypto import SecretBox
 from revhub.core.http import DbSession, hub_of, require
-from revhub.core.pagination import MAX_LIMIT, cursor_field, encode_cursor
+from revhub.core.pagination import MAX_LIMIT, cursor_field, next_after
 from revhub.core.responses import PROTECTED, problems
 from revhub.core.schemas import Page
 from revhub.core.webhooks import schemas
 from revhub.core.webhooks import service as webhooks
 from revhub.core.webhooks.jobs import SECRET_PURPOSE
-from revhub.core.webhooks.models import WebhookDelivery, WebhookSubscription
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], responses=PROTECTED)
 Admin = Annotated[Principal, require(ADMIN)]
@@ -56,7 +55,7 @@ def list_subscriptions(
     found = webhooks.list_subscriptions(session, after=after, limit=limit)
     return Page(
         items=[schemas.Subscription.model_validate(s) for s in found],
-        next_cursor=_next(found, limit),
+        next_cursor=next_after(found, limit),
     )
 
 
@@ -103,7 +102,8 @@ def list_deliveries(
         session, subscription_id=subscription_id, status=status, after=after, limit=limit
     )
     return Page(
-        items=[schemas.Delivery.model_validate(d) for d in found], next_cursor=_next(found, limit)
+        items=[schemas.Delivery.model_validate(d) for d in found],
+        next_cursor=next_after(found, limit),
     )
 
 
@@ -116,7 +116,3 @@ def list_deliveries(
 def get_delivery(delivery_id: uuid.UUID, session: DbSession) -> schemas.Delivery:
     """One delivery."""
     return schemas.Delivery.model_validate(webhooks.get_delivery(session, delivery_id=delivery_id))
-
-
-def _next(rows: list[WebhookSubscription] | list[WebhookDelivery], limit: int) -> str | None:
-    return encode_cursor({"after": str(rows[-1].id)}) if len(rows) == limit else None
