@@ -59,12 +59,13 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from common import REPO, git
+
 ENDPOINT = "/api/v1/auth/me"
 KEY_NAME = "bench"
 KEY_PATTERN = re.compile(r"rhk_[A-Za-z0-9_-]+")
 UNTHROTTLED = json.dumps({"default": {"rate": 100_000, "burst": 100_000}})
 WIRE_EVENT = "http11.send_request_headers.started"  # httpcore trace: headers start going out
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "auth_noop.json"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
@@ -363,16 +364,6 @@ async def measure(server: Server, options: Options) -> list[RunResult]:
 
 
 # --- the report -------------------------------------------------------------------------
-
-
-def git(*args: str) -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", *args], cwd=REPO, capture_output=True, text=True, check=False
-        )
-    except OSError:
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def database_kind(url: str | None) -> str:

@@ -78,6 +78,7 @@ from rich.table import Table
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 
+from common import REPO, git
 from revhub.core.db import Database, utcnow
 from revhub.core.events.bus import CHUNK as APPLY_CHUNK
 from revhub.core.events.bus import LocalBus, RedisBus
@@ -89,11 +90,10 @@ from revhub.core.retry import RetryPolicy
 from revhub.core.webhooks.service import CONSUMER as WEBHOOKS
 from revhub.migrations import upgrade
 
-REPO = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a script: make ``bench.pipeline_plugin`` importable
     sys.path.insert(0, str(REPO))
 
-from bench.pipeline_plugin import (  # noqa: E402
+from bench.pipeline_plugin import (
     CONSUMER,
     commits,
     domain_rows,
@@ -884,16 +884,6 @@ def latency_runs(options: Options, progress: Progress) -> list[LatencyRun]:
 
 
 # --- the report ---------------------------------------------------------------------------
-
-
-def git(*args: str) -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", *args], cwd=REPO, capture_output=True, text=True, check=False
-        )
-    except OSError:
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def server_versions(options: Options) -> dict[str, str]:

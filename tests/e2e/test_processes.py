@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,24 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _revhub(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "revhub", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+from tests.e2e.conftest import free_port, revhub_cli
 
 
 @pytest.fixture
@@ -52,7 +34,7 @@ def hub_env(tmp_path: Path, scratch_database_url: str) -> dict[str, str]:
 
 class Server:
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("w")
         self.process = subprocess.Popen(
@@ -102,7 +84,7 @@ def test_embedded_server_migrates_itself_and_is_ready(
     assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
     token = re.search(
         r"rhk_[A-Za-z0-9_-]+",
-        _revhub(hub_env, "keys", "create", "--name", "e2e", "--role", "analyst"),
+        revhub_cli(hub_env, "keys", "create", "--name", "e2e", "--role", "analyst"),
     )
     assert token
     me = httpx.get(server.url + "/api/v1/auth/me", headers={"X-API-Key": token.group(0)})
@@ -119,7 +101,7 @@ def test_production_mode_refuses_an_out_of_date_schema(hub_env: dict[str, str]) 
         "REVHUB_AUDIT_KEY": "a" * 40,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "revhub", "serve", "--port", str(_free_port())],
+        [sys.executable, "-m", "revhub", "serve", "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,
@@ -134,10 +116,10 @@ def test_production_mode_refuses_an_out_of_date_schema(hub_env: dict[str, str]) 
 def test_two_api_processes_on_one_redis_share_one_rate_limit(
     start_server: type[Server], hub_env: dict[str, str], redis_url: str
 ) -> None:
-    _revhub(hub_env, "migrate")
+    revhub_cli(hub_env, "migrate")
     token = re.search(
         r"rhk_[A-Za-z0-9_-]+",
-        _revhub(hub_env, "keys", "create", "--name", "shared", "--role", "sales"),
+        revhub_cli(hub_env, "keys", "create", "--name", "shared", "--role", "sales"),
     )
     assert token
     env = {
@@ -179,7 +161,7 @@ def test_embedded_serve_runs_the_worker_and_sends_webhooks(
         server.wait_ready()
         token = re.search(
             r"rhk_[A-Za-z0-9_-]+",
-            _revhub(hub_env, "keys", "create", "--name", "ops", "--role", "admin"),
+            revhub_cli(hub_env, "keys", "create", "--name", "ops", "--role", "admin"),
         )
         assert token
         admin = {"X-API-Key": token.group(0)}
@@ -221,7 +203,7 @@ def test_a_burst_of_concurrent_requests_does_not_jam_the_embedded_hub(
     server.wait_ready()
     token = re.search(
         r"rhk_[A-Za-z0-9_-]+",
-        _revhub(hub_env, "keys", "create", "--name", "burst", "--role", "admin"),
+        revhub_cli(hub_env, "keys", "create", "--name", "burst", "--role", "admin"),
     )
     assert token
     headers = {"X-API-Key": token.group(0)}

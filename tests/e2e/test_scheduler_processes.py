@@ -22,6 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from revhub.core.db import make_engine
 from revhub.core.jobs.models import JobRun
+from tests.e2e.conftest import revhub_cli
 
 EVERY_TWO_SECONDS = "* * * * * */2"  # a sixth field: seconds
 
@@ -42,15 +43,7 @@ def worker_env(tmp_path: Path, scratch_database_url: str) -> dict[str, str]:
     )
     if os.environ.get("REVHUB_BUS") == "redis":
         env.update(REVHUB_BUS="redis", REVHUB_REDIS_URL=os.environ["REVHUB_REDIS_URL"])
-    done = subprocess.run(
-        [sys.executable, "-m", "revhub", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    revhub_cli(env, "migrate")
     return env
 
 
