@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import func, select
 
 from revhub.core.db import Database
@@ -28,7 +29,9 @@ EVENTS = 300
 
 
 @pytest.fixture
-def worker_env(tmp_path: Path, scratch_database_url: str, redis_url: str) -> dict[str, str]:
+def worker_env(
+    tmp_path: Path, scratch_database_url: str, redis_url: str
+) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REVHUB_")}
     env.update(
         {
@@ -42,7 +45,10 @@ def worker_env(tmp_path: Path, scratch_database_url: str, redis_url: str) -> dic
             "REVHUB_PLUGINS": '["tests.e2e.effects_plugin"]',
         }
     )
-    return env
+    yield env
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(f"{env['REVHUB_REDIS_PREFIX']}*"):
+        client.delete(key)
 
 
 @pytest.fixture
@@ -92,6 +98,17 @@ def _counts(db: Database) -> tuple[int, int]:
     return int(total), int(distinct)
 
 
+def _wait_until_started(logs: list[Path], timeout: float = 30) -> None:
+    """Until every worker has started its consumer threads (its log says so)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(log.exists() and "worker_started" in log.read_text() for log in logs):
+            time.sleep(0.5)  # from started to blocked in XREADGROUP is milliseconds
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not every worker started within {timeout} s")
+
+
 def _wait_for(db: Database, predicate: object, timeout: float = 40) -> tuple[int, int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -138,8 +155,9 @@ def test_two_workers_split_the_load_and_never_both_apply_an_event(
     tmp_path: Path,
 ) -> None:
     env = {**worker_env, "E2E_EFFECT_SECONDS": "0.01"}
-    workers += [_start(env, tmp_path / "a.log"), _start(env, tmp_path / "b.log")]
-    time.sleep(2.0)  # both up and reading before the events arrive
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    workers += [_start(env, log) for log in logs]
+    _wait_until_started(logs)
     for _ in range(6):
         _publish(hub_db, EVENTS // 6)
         time.sleep(0.2)
