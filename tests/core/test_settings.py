@@ -99,3 +99,17 @@ def test_production_refuses_short_secrets() -> None:
             audit_key=SecretStr("z" * 32),
             database_url="postgresql+psycopg://h/db",
         )
+
+
+def _secrets_of(data_dir: str) -> dict[str, bytes]:
+    return Settings(data_dir=Path(data_dir)).secrets
+
+
+def test_processes_starting_together_agree_on_the_secrets(tmp_path: Path) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=6) as pool:
+        found = list(pool.map(_secrets_of, [str(tmp_path)] * 12))
+    assert all(f == found[0] for f in found)
+    assert Settings(data_dir=tmp_path).secrets == found[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["secrets.json"]

@@ -151,18 +151,34 @@ class Settings(BaseSettings):
 
 
 def _load_or_create_secrets(path: Path) -> dict[str, str]:
-    """Read the embedded secrets file, adding any secret it lacks (written 0600, atomically)."""
-    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    missing = [n for n in SECRET_NAMES if n not in stored]
-    if missing:
+    """Read the embedded secrets file, creating it (0600) on first run.
+
+    Processes started together (``serve`` and ``worker``) must end up with the same secrets:
+    each writes a complete file under a private name and hard-links it into place, which
+    fails if another got there first — then it reads the winner's file instead.
+    """
+    for _ in range(3):
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        missing = [n for n in SECRET_NAMES if n not in stored]
+        if not missing:
+            return stored
+        wanted = {**stored, **{n: secrets.token_urlsafe(32) for n in missing}}
         path.parent.mkdir(parents=True, exist_ok=True)
-        stored.update({n: secrets.token_urlsafe(32) for n in missing})
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump(stored, fh)
-        tmp.replace(path)
-    return stored
+            json.dump(wanted, fh)
+        try:
+            if stored:
+                tmp.replace(path)  # completing an older file: last writer wins, keys kept
+                return wanted
+            os.link(tmp, path)
+            return wanted
+        except FileExistsError:
+            continue  # another process created it first: use theirs
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise ConfigurationError(f"could not create {path}; check the directory's permissions")
 
 
 def load_settings() -> Settings:
