@@ -77,3 +77,9 @@ def test_production_mode_without_secrets_says_what_to_set(
     result = runner.invoke(app, ["migrate"])
     assert result.exit_code == 2
     assert "REVHUB_JWT_SECRET" in result.output and "REVHUB_PII_KEY" in result.output
+
+
+def test_a_command_on_a_fresh_embedded_hub_migrates_first(cli_env: str) -> None:
+    created = _run("keys", "create", "--name", "first", "--role", "admin")
+    assert "rhk_" in created
+    assert "1 entries verified" in _run("audit", "verify")

@@ -45,12 +45,17 @@ err = Console(stderr=True)
 
 
 @contextmanager
-def _hub() -> Iterator[tuple[Settings, Database]]:
-    """Settings and database for a command, turning configuration errors into advice."""
+def _hub(*, check_schema: bool = True) -> Iterator[tuple[Settings, Database]]:
+    """Settings and an up-to-date database for a command (embedded mode migrates its own
+    file; production mode says to run ``revhub migrate``), errors turned into advice."""
+    from revhub.api import ensure_schema
+
     try:
         settings = load_settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database.from_url(settings.effective_database_url)
+        if check_schema:
+            ensure_schema(settings, db)
         yield settings, db
     except ConfigurationError as exc:
         err.print(f"[red]Configuration error:[/red] {exc}")
@@ -90,7 +95,7 @@ def migrate() -> None:
     """Upgrade the database schema to this version of RevHub (safe to run repeatedly)."""
     from revhub.migrations import upgrade
 
-    with _hub() as (settings, _db):
+    with _hub(check_schema=False) as (settings, _db):
         upgrade(settings.effective_database_url)
         out.print(f"[green]Schema up to date[/green] on {_safe_url(settings)}")
 
@@ -105,10 +110,7 @@ def serve(
     an out-of-date schema and tells you to run `revhub migrate`."""
     import uvicorn
 
-    from revhub.api import ensure_schema
-
     with _hub() as (settings, db):
-        ensure_schema(settings, db)
         db.engine.dispose()
         _ = settings.secrets
         out.print(
@@ -133,13 +135,11 @@ def worker() -> None:
     import signal
     import threading
 
-    from revhub.api import ensure_schema
     from revhub.core.observability import configure_logging
     from revhub.worker import build_worker
 
     with _hub() as (settings, db):
         configure_logging(settings.log_level, settings.log_format)
-        ensure_schema(settings, db)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
