@@ -13,11 +13,10 @@ for ``/readyz``, offers ``--warmup`` seconds of unrecorded load, then ``--runs``
 The load is open loop: request *i* is scheduled at ``start + i / rate`` whatever the server
 does. Latency is counted from that scheduled instant (so a stall also delays every request
 queued behind it: no coordinated omission) and, for comparison, from the moment the request
-headers went on the wire. At most ``--connections`` (32) requests are in flight; later ones
-wait in the client, which their latency includes. 32 stays under the server's 40 worker
-threads: beyond about 40 concurrent requests the embedded (SQLite) hub can jam for 30 s
-and more (see bench/README.md). Rate limits are lifted through ``REVHUB_RATE_LIMITS``; any
-non-200 answer (a 429 would mean they were not) or time-out makes the script exit 1.
+headers went on the wire. At most ``--connections`` (32) requests are in flight, as in a
+client's connection pool; later ones wait in the client, and their latency includes the
+wait. Rate limits are lifted through ``REVHUB_RATE_LIMITS``; any non-200 answer (a 429
+would mean they were not) or time-out makes the script exit 1.
 
 Run::
 
@@ -495,8 +494,7 @@ def parse_args(argv: list[str] | None) -> Options:
         "--connections",
         type=int,
         default=32,
-        help="most requests in flight (32); keep it under the server's 40 worker threads, "
-        "see README",
+        help="most requests in flight (32); later ones wait in the client",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="per request, s (10)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON file")
