@@ -17,6 +17,7 @@ from revhub.core.db import Database
 from revhub.core.events.bus import Bus, LocalBus, RedisBus
 from revhub.core.events.consumers import Consumer
 from revhub.core.events.envelope import TOPICS, Event
+from revhub.core.events.outbox import publish
 from revhub.core.retry import RetryPolicy
 
 BUS = os.environ.get("REVHUB_BUS", "local")
@@ -111,3 +112,19 @@ def deliver_all(bus: Bus, consumer: Consumer, policy: RetryPolicy = FAST) -> int
         handled += n
         if n == 0:
             return handled
+
+
+def publish_leads(db: Database, n: int, *, tenants: int | None = None) -> list[Event]:
+    """Commit ``n`` ``lead.captured`` events in one transaction (tenant ``t<i>``, or
+    ``t<i % tenants>`` to give tenants several events each)."""
+    with db.transaction() as session:
+        return [
+            publish(
+                session,
+                topic="lead-capture",
+                event_type="lead.captured",
+                tenant_id=f"t{i % tenants if tenants else i}",
+                payload={"i": i},
+            )
+            for i in range(n)
+        ]

@@ -20,9 +20,9 @@ import redis
 from sqlalchemy import func, select
 
 from revhub.core.db import Database
-from revhub.core.events.outbox import publish
 from revhub.migrations import upgrade
 from tests.e2e.effects_plugin import effects, metadata
+from tests.eventing import publish_leads
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = 300
@@ -79,18 +79,6 @@ def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _publish(db: Database, n: int) -> None:
-    with db.transaction() as session:
-        for i in range(n):
-            publish(
-                session,
-                topic="lead-capture",
-                event_type="lead.captured",
-                tenant_id=f"tenant-{i % 7}",
-                payload={"i": i},
-            )
-
-
 def _counts(db: Database) -> tuple[int, int]:
     with db.transaction() as session:
         total = session.scalar(select(func.count()).select_from(effects)) or 0
@@ -130,7 +118,7 @@ def test_a_worker_stopped_mid_batch_and_a_new_one_leave_each_effect_once(
 ) -> None:
     """SIGKILL: the dead worker's unacknowledged entries are reclaimed after the visibility
     timeout. SIGTERM: the worker finishes the event in hand and exits 0."""
-    _publish(hub_db, EVENTS)
+    publish_leads(hub_db, EVENTS, tenants=7)
     first = _start(worker_env, tmp_path / "first.log")
     workers.append(first)
     _wait_for(hub_db, lambda rows, _distinct: rows >= 40)
@@ -159,7 +147,7 @@ def test_two_workers_split_the_load_and_never_both_apply_an_event(
     workers += [_start(env, log) for log in logs]
     _wait_until_started(logs)
     for _ in range(6):
-        _publish(hub_db, EVENTS // 6)
+        publish_leads(hub_db, EVENTS // 6, tenants=7)
         time.sleep(0.2)
     _wait_for(hub_db, lambda _rows, distinct: distinct == EVENTS)
     time.sleep(1.0)

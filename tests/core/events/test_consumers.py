@@ -12,27 +12,13 @@ from revhub.core.events.envelope import Event
 from revhub.core.events.models import ConsumerOffset, DeadLetter
 from revhub.core.events.outbox import publish
 from revhub.core.retry import RetryableError, RetryPolicy
-from tests.eventing import FAST, applied, deliver_all, duplicates, record_effect
-
-
-def _publish(db: Database, n: int, topic: str = "lead-capture") -> list[Event]:
-    with db.transaction() as session:
-        return [
-            publish(
-                session,
-                topic=topic,
-                event_type="lead.captured",
-                tenant_id=f"t{i}",
-                payload={"i": i},
-            )
-            for i in range(n)
-        ]
+from tests.eventing import FAST, applied, deliver_all, duplicates, publish_leads, record_effect
 
 
 def test_an_event_delivered_twice_takes_effect_once(
     db: Database, bus: Bus, effect_consumer: Consumer
 ) -> None:
-    events = _publish(db, 3)
+    events = publish_leads(db, 3)
     deliver_all(bus, effect_consumer)
     for event in events:
         assert apply(db, effect_consumer, event, policy=FAST, topic="lead-capture") == "duplicate"
@@ -66,7 +52,7 @@ def test_a_failing_handler_is_retried_then_succeeds(
         inner(session, event, topic)
 
     consumer = Consumer("flaky", frozenset({"lead-capture"}), handle=flaky)
-    _publish(db, 1)
+    publish_leads(db, 1)
     deliver_all(bus, consumer)
     with db.transaction() as session:
         assert len(applied(session, "flaky")) == 1
@@ -81,7 +67,7 @@ def test_after_the_last_attempt_the_event_is_dead_lettered_with_its_error(
         raise RetryableError("CRM down")
 
     consumer = Consumer("broken", frozenset({"lead-capture"}), handle=broken)
-    (event,) = _publish(db, 1)
+    (event,) = publish_leads(db, 1)
     deliver_all(
         bus,
         consumer,
@@ -102,7 +88,7 @@ def test_an_error_that_is_not_retryable_is_dead_lettered_at_once(db: Database, b
         raise ValueError("payload has no email")
 
     consumer = Consumer("strict", frozenset({"lead-capture"}), handle=bad_data)
-    _publish(db, 1)
+    publish_leads(db, 1)
     deliver_all(
         bus,
         consumer,
@@ -155,7 +141,7 @@ def test_a_handlers_own_integrity_error_is_retried_not_taken_for_a_duplicate(
         session.flush()
 
     consumer = Consumer("clasher", frozenset({"lead-capture"}), handle=clashes)
-    (event,) = _publish(db, 1)
+    (event,) = publish_leads(db, 1)
     deliver_all(bus, consumer, RetryPolicy(max_attempts=2, base_delay_ms=0, retryable_errors=["*"]))
     with db.transaction() as session:
         (letter,) = session.scalars(select(DeadLetter).where(DeadLetter.consumer == "clasher"))

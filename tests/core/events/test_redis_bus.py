@@ -12,8 +12,7 @@ from revhub.core.db import Database
 from revhub.core.events.bus import RedisBus
 from revhub.core.events.consumers import Consumer
 from revhub.core.events.envelope import TOPICS
-from revhub.core.events.outbox import publish
-from tests.eventing import FAST, applied
+from tests.eventing import FAST, applied, publish_leads
 
 
 @pytest.fixture
@@ -27,23 +26,11 @@ def redis_bus(db: Database, redis_url: str) -> Iterator[RedisBus]:
         bus.redis.delete(key)
 
 
-def _publish(db: Database, n: int) -> None:
-    with db.transaction() as session:
-        for i in range(n):
-            publish(
-                session,
-                topic="lead-capture",
-                event_type="lead.captured",
-                tenant_id=f"t{i}",
-                payload={},
-            )
-
-
 def test_entries_a_dead_worker_left_pending_are_reclaimed(
     db: Database, redis_bus: RedisBus, effect_consumer: Consumer
 ) -> None:
     redis_bus.ensure_groups([effect_consumer])
-    _publish(db, 3)
+    publish_leads(db, 3)
     assert redis_bus.relay() == 3
     stream = redis_bus.stream_key("lead-capture")
     taken = redis_bus.redis.xreadgroup(
@@ -63,7 +50,7 @@ def test_trimming_never_drops_what_a_group_has_not_acknowledged(
 ) -> None:
     slow = Consumer("slow-reader", frozenset({"lead-capture"}), handle=effect_consumer.handle)
     redis_bus.ensure_groups([effect_consumer, slow])
-    _publish(db, 5)
+    publish_leads(db, 5)
     redis_bus.relay()
     stream = redis_bus.stream_key("lead-capture")
     while redis_bus.poll(effect_consumer, policy=FAST, worker_id="w"):
@@ -83,7 +70,7 @@ def test_trimming_never_drops_what_a_group_has_not_acknowledged(
 
 
 def test_relaying_marks_rows_and_is_not_repeated(db: Database, redis_bus: RedisBus) -> None:
-    _publish(db, 4)
+    publish_leads(db, 4)
     assert redis_bus.relay() == 4
     assert redis_bus.relay() == 0
     assert redis_bus.redis.xlen(redis_bus.stream_key("lead-capture")) == 4
