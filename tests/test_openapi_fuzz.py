@@ -71,6 +71,22 @@ schema = schemathesis.openapi.from_dict(
 )
 
 KNOWN_BUGS: list[Any] = []
+BUSINESS_RULES = {
+    # Schema-valid input these operations refuse with a 422 naming the field, by rules JSON
+    # Schema cannot state: e-mail syntax and blank names (the data-quality engine), campaign
+    # keys, accounts, contacts and territories that must exist, ranges given as two fields.
+    # Their bad-input tests are in tests/sales; every other check still runs on them.
+    "POST /api/v1/integrations/sales/leads",
+    "POST /api/v1/integrations/sales/touchpoints",
+    "POST /api/v1/integrations/sales/opportunities",
+    "PATCH /api/v1/integrations/sales/opportunities/{opportunity_id}",
+    "POST /api/v1/integrations/sales/reps",
+    "POST /api/v1/integrations/sales/territories",
+    "POST /api/v1/integrations/sales/campaigns",
+    "PATCH /api/v1/integrations/sales/reps/{rep_id}",
+    "PATCH /api/v1/integrations/sales/campaigns/{campaign_id}",
+    "GET /api/v1/integrations/sales/performance",
+}
 
 
 def problem_json_on_errors(_ctx: CheckContext, response: Any, _case: schemathesis.Case) -> None:
@@ -150,6 +166,11 @@ def test_operation(case: schemathesis.Case, fuzz_app: ASGIApp, admin: dict[str, 
     # A cursor is opaque: any string fits the schema, but only one we issued is accepted.
     ambiguous = _read_differently(case.body) or "cursor" in (case.query or {})
     data_checks = [positive_data_acceptance, negative_data_rejection] if ambiguous else []
+    # The fuzzer reuses one Idempotency-Key across different bodies, which the IETF
+    # idempotency-key draft answers with a 422: valid, but not acceptable data.
+    reused_key = "Idempotency-Key" in (case.headers or {})
+    if f"{case.method.upper()} {case.path}" in BUSINESS_RULES or reused_key:
+        data_checks.append(positive_data_acceptance)
     case.call_and_validate(
         headers=admin,
         additional_checks=[problem_json_on_errors],

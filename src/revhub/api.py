@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from revhub import __version__
+from revhub.contacts.router import router as contacts_router
 from revhub.core import problems
 from revhub.core.audit.router import router as audit_router
 from revhub.core.auth.router import me_router, token_router
@@ -25,6 +26,7 @@ from revhub.core.ratelimit import make_limiter
 from revhub.core.settings import Settings, load_settings
 from revhub.core.webhooks.router import router as webhooks_router
 from revhub.migrations import schema_status, upgrade
+from revhub.sales.router import routers as sales_routers
 from revhub.worker import build_worker, job_registry
 
 DESCRIPTION = """
@@ -106,6 +108,8 @@ def create_app(
         events_router,
         jobs_router,
         webhooks_router,
+        contacts_router,
+        *sales_routers,
     ):
         app.include_router(router)
     return app

@@ -22,11 +22,13 @@ from revhub.core.jobs.scheduler import TICK_SECONDS, Scheduler
 from revhub.core.settings import Settings
 from revhub.core.webhooks.jobs import SECRET_PURPOSE, delivery_chore, webhooks_consumer
 from revhub.core.webhooks.service import CONSUMER as WEBHOOKS
+from revhub.sales import jobs as sales_jobs
 
 
 def consumer_registry(settings: Settings) -> ConsumerRegistry:
     registry = default_registry()
     registry.register(webhooks_consumer())
+    registry.register(sales_jobs.alerts_consumer())
     for module_name in settings.plugins:
         module = importlib.import_module(module_name)
         if hasattr(module, "register"):
@@ -35,7 +37,11 @@ def consumer_registry(settings: Settings) -> ConsumerRegistry:
 
 
 def job_registry(settings: Settings, consumers: ConsumerRegistry) -> JobRegistry:
-    return build_registry(settings, consumers=[c.name for c in consumers.active()])
+    return build_registry(
+        settings,
+        consumers=[c.name for c in consumers.active()],
+        domains=(sales_jobs.register_jobs,),
+    )
 
 
 def build_worker(settings: Settings, db: Database) -> Worker:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from fastapi import Request, Response
 
 from revhub.core.problems import PROBLEM_JSON
 
@@ -53,3 +58,30 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 PUBLIC = problems(400, 413, 422)
 PROTECTED = problems(400, 401, 403, 413, 422, 429)
+
+
+CSV = "text/csv"
+
+
+def wants_csv(request: Request) -> bool:
+    """The client asked for CSV (``Accept: text/csv``) rather than JSON (DESIGN §3)."""
+    return CSV in request.headers.get("accept", "")
+
+
+def csv_response(
+    rows: Sequence[Mapping[str, object]], columns: Sequence[str], filename: str
+) -> Response:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return Response(
+        buffer.getvalue(),
+        media_type=f"{CSV}; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def with_csv(description: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 entry of a route that also answers ``text/csv``."""
+    return {200: {"description": description, "content": {CSV: {"schema": {"type": "string"}}}}}

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     pii_key: SecretStr | None = None
     audit_key: SecretStr | None = None
+    pii_previous_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="PII secrets rotated away: still open old values until `revhub keys "
+        "rotate-pii` has re-sealed them (JSON list)",
+    )
     token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
 
     rate_limit: RateLimit = RateLimit(rate=50, burst=100)
@@ -136,6 +141,10 @@ class Settings(BaseSettings):
     def limit_for(self, domain: str) -> RateLimit:
         """The bucket of a domain: its own entry in ``REVHUB_RATE_LIMITS``, else the default."""
         return self.rate_limits.get(domain, self.rate_limit)
+
+    @property
+    def pii_previous(self) -> list[bytes]:
+        return [k.get_secret_value().encode() for k in self.pii_previous_keys]
 
     @cached_property
     def secrets(self) -> dict[str, bytes]:

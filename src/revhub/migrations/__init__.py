@@ -20,6 +20,8 @@ HERE = Path(__file__).parent
 
 def all_metadata() -> MetaData:
     """The metadata with every domain's tables registered on it."""
+    from revhub.contacts import models as _contacts  # noqa: F401
+    from revhub.core import idempotency as _idempotency  # noqa: F401
     from revhub.core import leases as _leases  # noqa: F401
     from revhub.core.audit import models as _audit  # noqa: F401
     from revhub.core.auth import models as _auth  # noqa: F401
@@ -27,6 +29,7 @@ def all_metadata() -> MetaData:
     from revhub.core.events import models as _events  # noqa: F401
     from revhub.core.jobs import models as _jobs  # noqa: F401
     from revhub.core.webhooks import models as _webhooks  # noqa: F401
+    from revhub.sales import models as _sales  # noqa: F401
 
     return Base.metadata
 

@@ -40,7 +40,7 @@ def test_lists_every_job_with_schedule_status_and_next_run(
     listed = client.get("/api/v1/jobs", headers=admin)
     assert listed.status_code == 200
     by_name = {j["name"]: j for j in listed.json()}
-    assert set(by_name) == {*SEED, "outbox_prune"}
+    assert set(by_name) == {*SEED, "outbox_prune", "lead_score_decay"}
     crm = by_name["crm_contact_sync"]
     assert (crm["schedule"], crm["status"], crm["next_run_at"]) == (
         "0 2 * * *",

@@ -10,7 +10,7 @@ function in a ``REVHUB_PLUGINS`` module). ``REVHUB_JOB_SCHEDULES`` overrides any
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from revhub.core.errors import ConfigurationError
@@ -59,8 +59,14 @@ def default_registry(
     return registry
 
 
-def build_registry(settings: Settings, *, consumers: Iterable[str]) -> JobRegistry:
-    """The hub's jobs: defaults, then plugins' ``register_jobs``, then configured schedules.
+def build_registry(
+    settings: Settings,
+    *,
+    consumers: Iterable[str],
+    domains: Iterable[Callable[[JobRegistry], None]] = (),
+) -> JobRegistry:
+    """The hub's jobs: defaults, then each domain's, then plugins' ``register_jobs``, then
+    configured schedules.
 
     ``consumers`` are the names of the consumers that have a handler (``outbox_prune`` waits
     for them on the local bus).
@@ -70,6 +76,8 @@ def build_registry(settings: Settings, *, consumers: Iterable[str]) -> JobRegist
         bus=settings.bus,
         consumers=consumers,
     )
+    for register in domains:
+        register(registry)
     for module_name in settings.plugins:
         register_jobs = getattr(importlib.import_module(module_name), "register_jobs", None)
         if register_jobs is not None:

@@ -1,0 +1,1 @@
+"""Contacts: one profile per person and per account, identities, consent, lifecycle stage."""

@@ -1,0 +1,353 @@
+"""Contact use cases: find a person by any identity, keep one profile, move them through the
+lifecycle, record consent. Plain functions on a session; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from revhub.contacts.models import Account, Consent, Contact, Identity, StageChange
+from revhub.contacts.pii import Pii
+from revhub.contacts.stages import Stage, can_move, furthest
+from revhub.core.db import get_or_404, utcnow
+from revhub.core.errors import Conflict
+from revhub.core.events import outbox
+from revhub.core.pagination import newest_first
+
+TOPIC = "lead-capture"
+NO_ACCOUNT = "unassigned"
+SEALED_KINDS = frozenset({"email"})
+
+MergeHook = Callable[[Session, "Contact", "Contact"], None]
+MERGE_HOOKS: list[MergeHook] = []
+"""Domains above contacts that keep rows per person register here, so a merge moves their
+rows in the same transaction (``hook(session, survivor, absorbed)``)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a capture knows about a person; ``None`` means "not given", never "erase"."""
+
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    company: str | None = None
+    company_key: str | None = None
+    job_title: str | None = None
+    country: str | None = None
+    lead_source: str | None = None
+    quality_score: int | None = None
+
+
+@dataclass(frozen=True)
+class Person:
+    """A contact opened for reading: the plaintext of its sealed fields."""
+
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+
+
+def get(session: Session, *, contact_id: uuid.UUID) -> Contact:
+    """The contact, following merges to the surviving profile."""
+    contact = get_or_404(session, Contact, contact_id, label="contact")
+    while contact.merged_into_id is not None:
+        contact = get_or_404(session, Contact, contact.merged_into_id, label="contact")
+    return contact
+
+
+def get_by_identity(session: Session, *, kind: str, key: str) -> Contact | None:
+    found = session.scalar(select(Identity).where(Identity.kind == kind, Identity.key == key))
+    return None if found is None else get(session, contact_id=found.contact_id)
+
+
+def get_by_email(session: Session, pii: Pii, *, email: str) -> Contact | None:
+    return get_by_identity(session, kind="email", key=pii.email_index(email))
+
+
+def list(
+    session: Session,
+    *,
+    after: uuid.UUID | None,
+    limit: int,
+    stage: Stage | None = None,
+    account_id: uuid.UUID | None = None,
+) -> Sequence[Contact]:
+    query = newest_first(session, Contact, after=after).where(Contact.merged_into_id.is_(None))
+    if stage is not None:
+        query = query.where(Contact.stage == stage)
+    if account_id is not None:
+        query = query.where(Contact.account_id == account_id)
+    return session.scalars(query.limit(limit)).all()
+
+
+def read_person(pii: Pii, contact: Contact) -> Person:
+    return Person(
+        email=pii.open(contact.email_sealed),
+        first_name=pii.open(contact.first_name_sealed),
+        last_name=pii.open(contact.last_name_sealed),
+        phone=pii.open(contact.phone_sealed),
+    )
+
+
+def tenant_of(session: Session, contact: Contact) -> str:
+    """The event partition key: the account's domain (seed 002 ``tenant_id``)."""
+    if contact.account_id is None:
+        return NO_ACCOUNT
+    account = session.get(Account, contact.account_id)
+    return account.domain if account is not None else NO_ACCOUNT
+
+
+def get_or_create_account(
+    session: Session,
+    *,
+    domain: str,
+    name: str,
+    industry: str | None = None,
+    employee_count: int | None = None,
+    country: str | None = None,
+) -> Account:
+    """The account of ``domain``; known firmographics fill gaps, never overwrite."""
+    account = session.scalar(select(Account).where(Account.domain == domain))
+    if account is None:
+        account = Account(domain=domain, name=name)
+        session.add(account)
+    account.industry = account.industry or industry
+    account.employee_count = account.employee_count or employee_count
+    account.country = account.country or country
+    session.flush()
+    return account
+
+
+def create(
+    session: Session,
+    pii: Pii,
+    *,
+    profile: Profile,
+    stage: Stage,
+    account_id: uuid.UUID | None,
+    source: str,
+    at: datetime | None = None,
+) -> Contact:
+    at = at or utcnow()
+    contact = Contact(id=uuid.uuid4(), stage=stage, stage_changed_at=at, account_id=account_id)
+    session.add(contact)
+    update_profile(session, pii, contact=contact, profile=profile)
+    session.add(
+        StageChange(
+            contact_id=contact.id,
+            from_stage=None,
+            to_stage=stage,
+            changed_at=at,
+            reason="profile created",
+            source=source,
+        )
+    )
+    session.flush()
+    return contact
+
+
+def update_profile(session: Session, pii: Pii, *, contact: Contact, profile: Profile) -> None:
+    """Apply what ``profile`` gives; a new e-mail becomes one more identity of the contact."""
+    if profile.email is not None:
+        contact.email_sealed = pii.seal(profile.email)
+        contact.email_domain = profile.email.rsplit("@", 1)[-1].lower()
+        link_identity(session, pii, contact=contact, kind="email", value=profile.email)
+    if profile.phone is not None:
+        contact.phone_sealed = pii.seal(profile.phone)
+        contact.phone_index = pii.index("phone", profile.phone)
+    if profile.first_name is not None:
+        contact.first_name_sealed = pii.seal(profile.first_name)
+    if profile.last_name is not None:
+        contact.last_name_sealed = pii.seal(profile.last_name)
+    for name in ("company", "company_key", "job_title", "country", "lead_source"):
+        if (value := getattr(profile, name)) is not None:
+            setattr(contact, name, value)
+    if profile.quality_score is not None:
+        contact.quality_score = profile.quality_score
+
+
+def identity_key(pii: Pii, kind: str, value: str) -> str:
+    return pii.email_index(value) if kind == "email" else value.strip()
+
+
+def link_identity(
+    session: Session, pii: Pii, *, contact: Contact, kind: str, value: str
+) -> Contact:
+    """Attach an identity; if it already names someone else, the two are one person: merge
+    them (the older profile survives) and return the survivor."""
+    key = identity_key(pii, kind, value)
+    found = session.scalar(select(Identity).where(Identity.kind == kind, Identity.key == key))
+    if found is None:
+        sealed = pii.seal(value.strip()) if kind in SEALED_KINDS else None
+        session.add(Identity(contact_id=contact.id, kind=kind, key=key, sealed_value=sealed))
+        session.flush()
+        return contact
+    owner = get(session, contact_id=found.contact_id)
+    if owner.id == contact.id:
+        return contact
+    survivor, absorbed = sorted((owner, contact), key=lambda c: (c.created_at, str(c.id)))
+    merge(session, survivor=survivor, absorbed=absorbed, reason=f"shared {kind} identity")
+    return survivor
+
+
+def merge(session: Session, *, survivor: Contact, absorbed: Contact, reason: str) -> Contact:
+    """Make two profiles one: identities, consent and stage history move to ``survivor``,
+    which keeps the further stage and fills its gaps from ``absorbed``. The absorbed row
+    stays, pointing at the survivor, so its id keeps resolving."""
+    if survivor.id == absorbed.id:
+        raise Conflict("A contact cannot be merged into itself.")
+    session.flush()
+    for model in (Identity, StageChange, Consent):
+        session.execute(
+            update(model)
+            .where(model.contact_id == absorbed.id)
+            .values(contact_id=survivor.id)
+            .execution_options(synchronize_session=False)
+        )
+    for name in (
+        "email_sealed",
+        "email_domain",
+        "phone_sealed",
+        "phone_index",
+        "first_name_sealed",
+        "last_name_sealed",
+        "company",
+        "company_key",
+        "job_title",
+        "country",
+        "lead_source",
+        "quality_score",
+        "account_id",
+    ):
+        if getattr(survivor, name) is None:
+            setattr(survivor, name, getattr(absorbed, name))
+    stage = furthest(Stage(survivor.stage), Stage(absorbed.stage))
+    if stage != survivor.stage:
+        survivor.stage, survivor.stage_changed_at = stage, absorbed.stage_changed_at
+    absorbed.merged_into_id = survivor.id
+    session.flush()
+    for hook in MERGE_HOOKS:
+        hook(session, survivor, absorbed)
+    outbox.publish(
+        session,
+        topic=TOPIC,
+        event_type="contact.merged",
+        tenant_id=tenant_of(session, survivor),
+        payload={
+            "contact_id": str(survivor.id),
+            "merged_contact_id": str(absorbed.id),
+            "reason": reason,
+        },
+    )
+    return survivor
+
+
+def set_stage(
+    session: Session,
+    *,
+    contact: Contact,
+    to_stage: Stage,
+    reason: str,
+    source: str,
+    at: datetime | None = None,
+) -> StageChange:
+    """Move ``contact`` to ``to_stage`` if the lifecycle allows it (409 otherwise), keeping
+    the dated history, and publish ``contact.stage_changed``."""
+    from_stage = Stage(contact.stage)
+    if not can_move(from_stage, to_stage):
+        raise Conflict(
+            f"A contact at stage {from_stage.value!r} cannot move to {to_stage.value!r}; "
+            "stages move forward, anyone can be disqualified, a disqualified person can be "
+            "recycled to 'lead', and a customer can churn and be won back."
+        )
+    at = at or utcnow()
+    change = StageChange(
+        contact_id=contact.id,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        changed_at=at,
+        reason=reason[:500],
+        source=source,
+    )
+    session.add(change)
+    contact.stage, contact.stage_changed_at = to_stage, at
+    session.flush()
+    outbox.publish(
+        session,
+        topic=TOPIC,
+        event_type="contact.stage_changed",
+        tenant_id=tenant_of(session, contact),
+        payload={
+            "contact_id": str(contact.id),
+            "from_stage": from_stage.value,
+            "to_stage": to_stage.value,
+            "reason": change.reason,
+            "source": source,
+        },
+        occurred_at=at,
+    )
+    return change
+
+
+def stage_history(session: Session, *, contact_id: uuid.UUID) -> Sequence[StageChange]:
+    query = select(StageChange).where(StageChange.contact_id == contact_id)
+    return session.scalars(query.order_by(StageChange.changed_at, StageChange.id)).all()
+
+
+def identities(session: Session, *, contact_id: uuid.UUID) -> Sequence[Identity]:
+    query = select(Identity).where(Identity.contact_id == contact_id)
+    return session.scalars(query.order_by(Identity.created_at, Identity.id)).all()
+
+
+def record_consent(
+    session: Session,
+    *,
+    contact: Contact,
+    purpose: str,
+    granted: bool,
+    source: str,
+    at: datetime | None = None,
+) -> Consent:
+    consent = Consent(
+        contact_id=contact.id,
+        purpose=purpose,
+        granted=granted,
+        source=source,
+        recorded_at=at or utcnow(),
+    )
+    session.add(consent)
+    session.flush()
+    return consent
+
+
+def consents(session: Session, *, contact_id: uuid.UUID) -> dict[str, Consent]:
+    """The consent in force per purpose: the latest decision recorded."""
+    query = (
+        select(Consent)
+        .where(Consent.contact_id == contact_id)
+        .order_by(Consent.recorded_at, Consent.id)
+    )
+    return {c.purpose: c for c in session.scalars(query)}
+
+
+def has_consent(session: Session, *, contact_id: uuid.UUID, purpose: str) -> bool:
+    """Marketing actions need a recorded grant; no record means no consent (opt-in)."""
+    found = consents(session, contact_id=contact_id).get(purpose)
+    return found is not None and found.granted
+
+
+def get_account(session: Session, *, account_id: uuid.UUID) -> Account:
+    return get_or_404(session, Account, account_id, label="account")
+
+
+def list_accounts(session: Session, *, after: uuid.UUID | None, limit: int) -> Sequence[Account]:
+    return session.scalars(newest_first(session, Account, after=after).limit(limit)).all()

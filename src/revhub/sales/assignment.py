@@ -1,0 +1,237 @@
+"""Who works a lead (seed 000 ``assignment_rules: territory_based``).
+
+A territory matches a lead when each of its non-empty criteria holds: the lead's country is
+listed, the country's region is listed, the company's industry is listed, the company size
+is inside [min_employees, max_employees]. Among matching territories the lowest
+``priority`` number goes first; the first one with an active rep wins. Inside it, reps take
+turns weighted by capacity (smooth weighted round-robin: the rep with the fewest leads per
+unit of capacity is next), so a capacity-2 rep gets twice the leads of a capacity-1 rep.
+No match, or nobody active: the lead waits in the fallback queue.
+
+A deactivated rep's open leads are assigned again by the same rules.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from revhub.contacts import service as contacts
+from revhub.contacts.models import Contact
+from revhub.core.db import get_or_404, utcnow
+from revhub.core.errors import Conflict, FieldError, InvalidInput
+from revhub.core.events import outbox
+from revhub.sales import qualification
+from revhub.sales import schemas as s
+from revhub.sales.models import Assignment, Lead, SalesRep, Territory
+
+REGIONS: dict[str, tuple[str, ...]] = {
+    "NA": ("US", "CA"),
+    "LATAM": ("MX", "BR", "AR", "CL", "CO", "PE", "UY"),
+    "EMEA": (
+        "GB", "IE", "DE", "AT", "CH", "FR", "NL", "BE", "LU", "ES", "PT", "IT", "SE", "DK",
+        "NO", "FI", "IS", "PL", "CZ", "SK", "HU", "RO", "BG", "GR", "EE", "LV", "LT", "SI",
+        "HR", "IL", "AE", "SA", "ZA", "NG", "KE", "EG", "TR", "UA",
+    ),
+    "APAC": ("AU", "NZ", "JP", "KR", "CN", "HK", "TW", "SG", "MY", "TH", "VN", "PH", "ID", "IN"),
+}  # fmt: skip
+REGION_OF = {country: region for region, members in REGIONS.items() for country in members}
+
+
+@dataclass(frozen=True)
+class LeadFacts:
+    country: str | None
+    industry: str | None
+    employee_count: int | None
+
+
+def region_of(country: str | None) -> str | None:
+    return None if country is None else REGION_OF.get(country)
+
+
+def matches(territory: Territory, facts: LeadFacts) -> bool:
+    if territory.countries and facts.country not in territory.countries:
+        return False
+    if territory.regions and region_of(facts.country) not in territory.regions:
+        return False
+    industries = {i.casefold() for i in territory.industries}
+    if industries and (facts.industry or "").casefold() not in industries:
+        return False
+    size = facts.employee_count
+    if territory.min_employees is not None and (size is None or size < territory.min_employees):
+        return False
+    return territory.max_employees is None or (size is not None and size <= territory.max_employees)
+
+
+def matching_territories(session: Session, facts: LeadFacts) -> list[Territory]:
+    ordered = session.scalars(select(Territory).order_by(Territory.priority, Territory.name))
+    return [t for t in ordered if matches(t, facts)]
+
+
+def next_rep(
+    session: Session, territory: Territory, *, exclude: uuid.UUID | None
+) -> SalesRep | None:
+    """The active rep with the fewest leads per unit of capacity (ties: oldest rep)."""
+    query = (
+        select(SalesRep)
+        .where(
+            SalesRep.territory_id == territory.id, SalesRep.active.is_(True), SalesRep.capacity > 0
+        )
+        .order_by(SalesRep.created_at, SalesRep.id)
+        .with_for_update()
+    )
+    reps = [r for r in session.scalars(query) if r.id != exclude]
+    if not reps:
+        return None
+    return min(reps, key=lambda r: (r.assigned_count + 1) / r.capacity)
+
+
+def assign(
+    session: Session, *, lead: Lead, facts: LeadFacts, exclude: uuid.UUID | None = None
+) -> Assignment:
+    """Give ``lead`` an owner by the rules above (or queue it), and record why."""
+    for territory in matching_territories(session, facts):
+        rep = next_rep(session, territory, exclude=exclude)
+        if rep is not None:
+            rep.assigned_count += 1
+            reason = f"territory {territory.name!r}, weighted round-robin (capacity {rep.capacity})"
+            return _record(session, lead, rep, territory, reason)
+    reason = "no territory with an active rep matches; waiting in the fallback queue"
+    return _record(session, lead, None, None, reason)
+
+
+def _record(
+    session: Session, lead: Lead, rep: SalesRep | None, territory: Territory | None, reason: str
+) -> Assignment:
+    lead.owner_rep_id = rep.id if rep else None
+    lead.territory_id = territory.id if territory else None
+    lead.in_queue = rep is None
+    assignment = Assignment(
+        lead_id=lead.id,
+        rep_id=lead.owner_rep_id,
+        territory_id=lead.territory_id,
+        reason=reason,
+        assigned_at=utcnow(),
+    )
+    session.add(assignment)
+    session.flush()
+    return assignment
+
+
+def owned_leads(session: Session, *, rep_id: uuid.UUID) -> Sequence[Lead]:
+    return session.scalars(select(Lead).where(Lead.owner_rep_id == rep_id).order_by(Lead.id)).all()
+
+
+def get_rep(session: Session, *, rep_id: uuid.UUID) -> SalesRep:
+    return get_or_404(session, SalesRep, rep_id, label="sales rep")
+
+
+def get_territory(session: Session, *, territory_id: uuid.UUID) -> Territory:
+    return get_or_404(session, Territory, territory_id, label="territory")
+
+
+def ensure_unique_name(session: Session, territory: Territory, name: str) -> None:
+    clash = session.scalar(
+        select(Territory).where(Territory.name == name, Territory.id != territory.id)
+    )
+    if clash is not None:
+        raise Conflict(f"A territory named {name!r} already exists; pick another name.")
+
+
+def lead_facts(session: Session, contact: Contact) -> LeadFacts:
+    facts = qualification.fit_facts(session, contact)
+    return LeadFacts(facts.country, facts.industry, facts.employee_count)
+
+
+def announce(
+    session: Session, lead: Lead, made: Assignment, tenant: str, at: datetime
+) -> s.AssignmentOut:
+    """Describe an assignment and publish it as ``lead.assigned`` (for CRM owner sync)."""
+    rep = session.get(SalesRep, made.rep_id) if made.rep_id else None
+    territory = session.get(Territory, made.territory_id) if made.territory_id else None
+    out = s.AssignmentOut(
+        rep_id=made.rep_id,
+        rep_name=rep.name if rep else None,
+        territory=territory.name if territory else None,
+        queued=rep is None,
+        reason=made.reason,
+    )
+    payload = {"lead_id": str(lead.id), "contact_id": str(lead.contact_id)}
+    outbox.publish(
+        session,
+        topic="lead-capture",
+        event_type="lead.assigned",
+        tenant_id=tenant,
+        payload=payload | out.model_dump(mode="json"),
+        occurred_at=at,
+    )
+    return out
+
+
+def create_territory(session: Session, *, territory_in: s.TerritoryCreate) -> Territory:
+    territory = Territory(**territory_in.model_dump())
+    ensure_unique_name(session, territory, territory.name)
+    session.add(territory)
+    session.flush()
+    return territory
+
+
+def list_territories(session: Session) -> Sequence[Territory]:
+    return session.scalars(select(Territory).order_by(Territory.priority, Territory.name)).all()
+
+
+def create_rep(session: Session, *, rep_in: s.RepCreate) -> SalesRep:
+    if rep_in.territory_id is not None:
+        _territory_field(session, rep_in.territory_id)
+    email = rep_in.email.strip().lower()
+    if session.scalar(select(SalesRep).where(SalesRep.email == email)) is not None:
+        raise Conflict(f"A rep with e-mail {email!r} exists.")
+    rep = SalesRep(**(rep_in.model_dump() | {"email": email}))
+    session.add(rep)
+    session.flush()
+    return rep
+
+
+def list_reps(session: Session) -> Sequence[SalesRep]:
+    return session.scalars(select(SalesRep).order_by(SalesRep.name, SalesRep.id)).all()
+
+
+def update_rep(
+    session: Session, *, rep_id: uuid.UUID, rep_in: s.RepUpdate, now: datetime
+) -> tuple[SalesRep, int]:
+    """Change a rep; deactivating one (or moving them to another territory) gives their
+    leads to someone else by the usual rules. Returns the rep and the leads reassigned."""
+    rep = get_rep(session, rep_id=rep_id)
+    changes = rep_in.model_dump(exclude_unset=True)
+    if "territory_id" in changes and changes["territory_id"] is not None:
+        _territory_field(session, changes["territory_id"])
+    for name in ("capacity", "active"):
+        if name in changes and changes[name] is None:
+            raise InvalidInput([FieldError(f"body.{name}", "cannot be null")])
+    moved = "territory_id" in changes and changes["territory_id"] != rep.territory_id
+    for name, value in changes.items():
+        setattr(rep, name, value)
+    session.flush()
+    if rep.active and not moved:
+        return rep, 0
+    return rep, reassign_leads(session, rep=rep, now=now)
+
+
+def reassign_leads(session: Session, *, rep: SalesRep, now: datetime) -> int:
+    leads = owned_leads(session, rep_id=rep.id)
+    for lead in leads:
+        contact = contacts.get(session, contact_id=lead.contact_id)
+        made = assign(session, lead=lead, facts=lead_facts(session, contact), exclude=rep.id)
+        made.reason = f"{rep.name} left the territory or was deactivated; " + made.reason
+        announce(session, lead, made, contacts.tenant_of(session, contact), now)
+    return len(leads)
+
+
+def _territory_field(session: Session, territory_id: uuid.UUID) -> None:
+    if session.get(Territory, territory_id) is None:
+        raise InvalidInput([FieldError("body.territory_id", "no territory with this id")])

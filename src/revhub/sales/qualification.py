@@ -1,0 +1,233 @@
+"""Keeping scores current and qualifying MQLs: the database side of ``scoring.py``.
+
+A score is recomputed when something that feeds it changes (a capture, touchpoints, the
+model) and by the daily decay job. A recomputation that changes the score stores a
+``ScoreChange`` with its reasons; crossing into MQL moves the lead's stage (lead → MQL only:
+scoring never demotes and never skips the sales team's SQL decision) and publishes
+``lead.mql_reached``, which the alert consumer turns into a sales notification.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from revhub.contacts import service as contacts
+from revhub.contacts.models import Account, Contact
+from revhub.contacts.stages import Stage
+from revhub.core.errors import NotFound
+from revhub.core.events import outbox
+from revhub.sales import quality
+from revhub.sales.models import LeadScore, ScoreChange, ScoringModel, Touchpoint
+from revhub.sales.scoring import Activity, FitFacts, Score, ScoringModelDocument, default_model
+from revhub.sales.scoring import score as compute
+
+TOPIC = "lead-capture"
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    version: int
+    document: ScoringModelDocument
+
+
+def active_model(session: Session) -> ActiveModel:
+    """The newest stored model, or the shipped default (version 0) when none is stored."""
+    latest = session.scalar(select(ScoringModel).order_by(ScoringModel.version.desc()).limit(1))
+    if latest is None:
+        return ActiveModel(0, default_model())
+    return ActiveModel(latest.version, _parsed(latest.version, latest.document))
+
+
+_PARSED: dict[int, ScoringModelDocument] = {}
+
+
+def _parsed(version: int, document: dict[str, object]) -> ScoringModelDocument:
+    if version not in _PARSED:
+        _PARSED[version] = ScoringModelDocument.model_validate(document)
+    return _PARSED[version]
+
+
+def replace_model(
+    session: Session, *, document: ScoringModelDocument, created_by: str
+) -> ActiveModel:
+    """Store ``document`` as the next version; scores follow as they are recomputed."""
+    current = session.scalar(select(func.max(ScoringModel.version))) or 0
+    row = ScoringModel(
+        version=current + 1, document=document.model_dump(mode="json"), created_by=created_by
+    )
+    session.add(row)
+    session.flush()
+    return ActiveModel(row.version, document)
+
+
+def fit_facts(session: Session, contact: Contact) -> FitFacts:
+    account = session.get(Account, contact.account_id) if contact.account_id else None
+    return FitFacts(
+        country=contact.country or (account.country if account else None),
+        industry=account.industry if account else None,
+        employee_count=account.employee_count if account else None,
+        job_title=contact.job_title,
+        business_email=contact.email_domain is not None
+        and not quality.is_free_mailbox(contact.email_domain),
+    )
+
+
+def activities(
+    session: Session, contact_ids: Sequence[uuid.UUID], since: datetime
+) -> dict[uuid.UUID, list[Activity]]:
+    """Touchpoints since ``since`` of many contacts, in one query."""
+    rows = session.execute(
+        select(
+            Touchpoint.contact_id, Touchpoint.kind, Touchpoint.occurred_at, Touchpoint.meta
+        ).where(Touchpoint.contact_id.in_(contact_ids), Touchpoint.occurred_at >= since)
+    )
+    found: dict[uuid.UUID, list[Activity]] = {c: [] for c in contact_ids}
+    for contact_id, kind, at, meta in rows:
+        content = (meta or {}).get("content_id")
+        found[contact_id].append(Activity(kind, at, str(content) if content else None))
+    return found
+
+
+@dataclass(frozen=True)
+class Rescore:
+    score: Score
+    became_mql: bool
+    changed: bool
+
+
+def rescore(
+    session: Session,
+    *,
+    people: Iterable[Contact],
+    trigger: str,
+    now: datetime,
+    model: ActiveModel | None = None,
+) -> dict[uuid.UUID, Rescore]:
+    """Recompute the scores of ``people`` at ``now``."""
+    model = model or active_model(session)
+    pairs = list(people)
+    since = now - timedelta(days=model.document.behaviour.lookback_days)
+    acts = activities(session, [c.id for c in pairs], since)
+    return {
+        contact.id: _store(
+            session,
+            contact,
+            fit_facts(session, contact),
+            acts[contact.id],
+            trigger=trigger,
+            now=now,
+            model=model,
+        )
+        for contact in pairs
+    }
+
+
+def _store(
+    session: Session,
+    contact: Contact,
+    facts: FitFacts,
+    acts: list[Activity],
+    *,
+    trigger: str,
+    now: datetime,
+    model: ActiveModel,
+) -> Rescore:
+    result = compute(model.document, facts, acts, now)
+    current = session.get(LeadScore, contact.id)
+    if current is None:
+        current = LeadScore(contact_id=contact.id, total=0, fit=0, engagement=0)
+        session.add(current)
+    before = (
+        current.fit,
+        current.engagement,
+        current.total,
+        current.email_engagement,
+        current.content_pieces,
+        current.web_sessions,
+        current.icp_fit,
+    )
+    after = (
+        result.fit,
+        result.engagement,
+        result.total,
+        result.email_engagement,
+        result.content_pieces,
+        result.web_sessions,
+        result.icp_fit,
+    )
+    changed = before != after
+    if changed:
+        session.add(
+            ScoreChange(
+                contact_id=contact.id,
+                changed_at=now,
+                fit=result.fit,
+                engagement=result.engagement,
+                total=result.total,
+                delta=result.total - (current.total or 0),
+                trigger=trigger,
+                reasons=result.reasons,
+            )
+        )
+    (
+        current.fit,
+        current.engagement,
+        current.total,
+        current.email_engagement,
+        current.content_pieces,
+        current.web_sessions,
+        current.icp_fit,
+    ) = after
+    current.model_version, current.computed_at = model.version, now
+    became_mql = result.is_mql and contact.stage == Stage.LEAD
+    if became_mql:
+        _qualify(session, contact, result, now)
+    return Rescore(result, became_mql, changed)
+
+
+def _qualify(session: Session, contact: Contact, result: Score, now: datetime) -> None:
+    reason = (
+        f"MQL criteria met: email engagement {result.email_engagement}, "
+        f"{result.content_pieces} content pieces, {result.web_sessions} sessions, ICP fit"
+    )
+    contacts.set_stage(
+        session, contact=contact, to_stage=Stage.MQL, reason=reason, source="scoring", at=now
+    )
+    outbox.publish(
+        session,
+        topic=TOPIC,
+        event_type="lead.mql_reached",
+        tenant_id=contacts.tenant_of(session, contact),
+        payload={
+            "contact_id": str(contact.id),
+            "score": result.total,
+            "fit": result.fit,
+            "email_engagement": result.email_engagement,
+            "content_pieces": result.content_pieces,
+            "web_sessions": result.web_sessions,
+        },
+        occurred_at=now,
+    )
+
+
+def get_score(
+    session: Session, *, contact_id: uuid.UUID
+) -> tuple[LeadScore, Sequence[ScoreChange]]:
+    """A person's score and its latest changes; 404 for an unknown or never-scored person."""
+    contact_id = contacts.get(session, contact_id=contact_id).id
+    current = session.get(LeadScore, contact_id)
+    if current is None:
+        raise NotFound("score of contact", contact_id)
+    history = session.scalars(
+        select(ScoreChange)
+        .where(ScoreChange.contact_id == contact_id)
+        .order_by(ScoreChange.changed_at.desc(), ScoreChange.id)
+        .limit(100)
+    ).all()
+    return current, history

@@ -1,0 +1,355 @@
+"""Lead capture: seed 002's six-step pipeline, one lead at a time or up to 1,000 at once.
+
+1. validate and clean (``quality.clean_lead``; 422 naming every bad field);
+2. detect duplicates and merge (same e-mail → same profile; an anonymous visitor who fills
+   in a form becomes that person with their history; a fuzzy company + name match is
+   flagged for review, never merged);
+3. score and qualify (``qualification.rescore``; lead → MQL when seed 004's criteria hold);
+4. hand the record to the CRM (``lead.processed`` on ``lead-capture``, for ``crm-sync``);
+5. assign a rep (``assignment.assign``; ``lead.assigned``);
+6. trigger follow-up (``lead.follow_up_requested``, for the e-mail or sequence tool) — a
+   nurture sequence only with e-mail marketing consent on record (DESIGN §6).
+
+Everything happens in the caller's transaction: a lead that fails any step leaves nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from revhub.contacts import service as contacts
+from revhub.contacts.models import Contact
+from revhub.contacts.pii import Pii
+from revhub.contacts.stages import Stage
+from revhub.core.db import utcnow
+from revhub.core.errors import InvalidInput
+from revhub.core.events import outbox
+from revhub.core.schemas import item_errors
+from revhub.sales import assignment, merging, qualification, quality, touchpoints
+from revhub.sales import schemas as s
+from revhub.sales.models import DuplicateReview, Lead, LeadCapture, SalesRep, Territory
+
+TOPIC = "lead-capture"
+FUZZY_CANDIDATES = 200
+merging.install()
+
+
+@dataclass(frozen=True)
+class _Named:
+    first_name: str
+    last_name: str | None
+    company: str
+
+
+def capture_lead(
+    session: Session,
+    pii: Pii,
+    *,
+    lead_in: s.LeadCreate,
+    prefix: str = "body",
+    now: datetime | None = None,
+) -> s.LeadResult:
+    """Run the six steps for one lead and return what each step did."""
+    at = lead_in.captured_at or now or utcnow()
+    clean = quality.clean_lead(_raw(lead_in), prefix=prefix)
+    campaign = touchpoints.campaign_by_key(session, lead_in.campaign, field=f"{prefix}.campaign")
+    validation = s.Validation(
+        quality_score=clean.quality_score,
+        problems=list(clean.problems),
+        transformations=list(clean.transformations),
+    )
+    contact, dedup = _deduplicate(session, pii, clean, lead_in, at)
+    _record_consent(session, contact, lead_in, at)
+    touchpoints.record(
+        session,
+        contact=contact,
+        campaign=campaign,
+        channel=campaign.channel if campaign else "web",
+        kind=lead_in.capture_type.value,
+        occurred_at=at,
+    )
+    if contact.stage in (Stage.ANONYMOUS, Stage.DISQUALIFIED):
+        reason = f"captured by {lead_in.capture_type.value}"
+        contacts.set_stage(
+            session, contact=contact, to_stage=Stage.LEAD, reason=reason, source="capture", at=at
+        )
+    rescored = qualification.rescore(
+        session, people=[contact], trigger=lead_in.capture_type.value, now=at
+    )[contact.id]
+    scoring = _scoring_step(contact, rescored)
+    lead = _lead_for(session, contact, lead_in, campaign.id if campaign else None, at)
+    steps: dict[str, Any] = {
+        "validation": validation.model_dump(mode="json"),
+        "deduplication": dedup.model_dump(mode="json"),
+        "scoring": scoring.model_dump(mode="json"),
+    }
+    tenant = contacts.tenant_of(session, contact)
+    event = outbox.publish(
+        session,
+        topic=TOPIC,
+        event_type="lead.processed",
+        tenant_id=tenant,
+        payload={"lead_id": str(lead.id), "contact_id": str(contact.id), "steps": steps},
+        occurred_at=at,
+    )
+    crm = s.CrmHandoff(lead_id=lead.id, status="queued_for_crm_sync", event_id=event.event_id)
+    assigned = _assignment_step(session, lead, contact, tenant, at)
+    follow_up = _follow_up_step(session, lead, contact, lead_in, tenant, at)
+    steps |= {
+        "crm": crm.model_dump(mode="json"),
+        "assignment": assigned.model_dump(mode="json"),
+        "follow_up": follow_up.model_dump(mode="json"),
+    }
+    session.add(
+        LeadCapture(
+            lead_id=lead.id,
+            capture_type=lead_in.capture_type.value,
+            campaign_id=campaign.id if campaign else None,
+            captured_at=at,
+            steps=steps,
+        )
+    )
+    session.flush()
+    return s.LeadResult(
+        lead_id=lead.id, contact_id=contact.id, steps=s.LeadSteps.model_validate(steps)
+    )
+
+
+def capture_leads(
+    session: Session, pii: Pii, *, items: list[dict[str, Any]], now: datetime | None = None
+) -> s.BulkResult:
+    """Each item in a savepoint of its own: a bad item is reported and leaves nothing, the
+    good ones land together with the caller's transaction."""
+    results: list[s.BulkItem] = []
+    for index, item in enumerate(items):
+        prefix = f"body.leads[{index}]"
+        try:
+            with session.begin_nested():
+                lead_in = s.LeadCreate.model_validate(item)
+                result = capture_lead(session, pii, lead_in=lead_in, prefix=prefix, now=now)
+            results.append(s.BulkItem(index=index, status=201, result=result))
+        except ValidationError as exc:
+            results.append(s.BulkItem(index=index, status=422, errors=item_errors(exc, prefix)))
+        except InvalidInput as exc:
+            errors = [{"field": e.field, "message": e.message, "type": e.type} for e in exc.errors]
+            results.append(s.BulkItem(index=index, status=422, errors=errors))
+    accepted = sum(r.status < 300 for r in results)
+    return s.BulkResult(accepted=accepted, rejected=len(results) - accepted, results=results)
+
+
+def _raw(lead_in: s.LeadCreate) -> quality.RawLead:
+    return quality.RawLead(
+        email=lead_in.email,
+        first_name=lead_in.first_name,
+        last_name=lead_in.last_name,
+        company=lead_in.company,
+        phone=lead_in.phone,
+        job_title=lead_in.job_title,
+        country=lead_in.country,
+        website=lead_in.website,
+        source=lead_in.lead_source,
+    )
+
+
+def _profile(clean: quality.CleanLead) -> contacts.Profile:
+    return contacts.Profile(
+        email=clean.email,
+        first_name=clean.first_name,
+        last_name=clean.last_name,
+        phone=clean.phone,
+        company=clean.company,
+        company_key=quality.normalise_company(clean.company) or None,
+        job_title=clean.job_title,
+        country=clean.country,
+        lead_source=clean.source,
+        quality_score=clean.quality_score,
+    )
+
+
+def _deduplicate(
+    session: Session, pii: Pii, clean: quality.CleanLead, lead_in: s.LeadCreate, at: datetime
+) -> tuple[Contact, s.Deduplication]:
+    by_email = contacts.get_by_email(session, pii, email=clean.email)
+    by_visitor = (
+        contacts.get_by_identity(session, kind="anonymous", key=lead_in.anonymous_id.strip())
+        if lead_in.anonymous_id
+        else None
+    )
+    merged: list[Any] = []
+    if by_email is None and by_visitor is None:
+        contact = contacts.create(
+            session,
+            pii,
+            profile=_profile(clean),
+            stage=Stage.LEAD,
+            account_id=None,
+            source="capture",
+            at=at,
+        )
+        outcome = "created"
+    elif by_email is not None and by_visitor is not None and by_email.id != by_visitor.id:
+        older, newer = sorted((by_email, by_visitor), key=lambda c: (c.created_at, str(c.id)))
+        contact = contacts.merge(
+            session, survivor=older, absorbed=newer, reason="anonymous visitor identified by a form"
+        )
+        merged.append(newer.id)
+        outcome = "merged"
+    else:
+        contact = by_email or by_visitor  # type: ignore[assignment]
+        outcome = "updated" if by_email is not None else "identified"
+    if outcome != "created":
+        contacts.update_profile(session, pii, contact=contact, profile=_profile(clean))
+    if lead_in.anonymous_id:
+        contact = contacts.link_identity(
+            session, pii, contact=contact, kind="anonymous", value=lead_in.anonymous_id
+        )
+    contact.account_id = contact.account_id or _account_id(session, clean, lead_in)
+    flagged = _flag_fuzzy_duplicates(session, pii, contact, clean) if outcome == "created" else []
+    return contact, s.Deduplication(
+        outcome=outcome,
+        contact_id=contact.id,
+        merged_contact_ids=merged,
+        possible_duplicates=flagged,
+    )
+
+
+def _account_id(session: Session, clean: quality.CleanLead, lead_in: s.LeadCreate) -> Any:
+    if clean.company_domain is None:
+        return None
+    account = contacts.get_or_create_account(
+        session,
+        domain=clean.company_domain,
+        name=clean.company,
+        industry=lead_in.industry.strip().lower() if lead_in.industry else None,
+        employee_count=lead_in.employee_count,
+        country=clean.country,
+    )
+    return account.id
+
+
+def _flag_fuzzy_duplicates(
+    session: Session, pii: Pii, contact: Contact, clean: quality.CleanLead
+) -> list[s.PossibleDuplicate]:
+    """Same normalised company, similar name: a person to review (seed 002
+    ``duplicate_detection: email+company_combination``; a different e-mail at the same
+    company may still be the same person, or a colleague — a human decides)."""
+    if not contact.company_key:
+        return []
+    candidates = session.scalars(
+        select(Contact)
+        .where(
+            Contact.company_key == contact.company_key,
+            Contact.id != contact.id,
+            Contact.merged_into_id.is_(None),
+        )
+        .limit(FUZZY_CANDIDATES)
+    )
+    flagged = []
+    for other in candidates:
+        person = contacts.read_person(pii, other)
+        if person.first_name is None or other.company is None:
+            continue
+        candidate = _Named(person.first_name, person.last_name, other.company)
+        similarity = quality.likely_duplicate(clean, candidate)
+        if similarity is not None:
+            session.add(
+                DuplicateReview(contact_id=contact.id, candidate_id=other.id, similarity=similarity)
+            )
+            flagged.append(s.PossibleDuplicate(contact_id=other.id, similarity=similarity))
+    return flagged
+
+
+def _record_consent(
+    session: Session, contact: Contact, lead_in: s.LeadCreate, at: datetime
+) -> None:
+    if lead_in.consent is None:
+        return
+    source = f"lead capture ({lead_in.capture_type.value})"
+    for purpose in ("email_marketing", "tracking"):
+        granted = getattr(lead_in.consent, purpose)
+        if granted is not None:
+            contacts.record_consent(
+                session, contact=contact, purpose=purpose, granted=granted, source=source, at=at
+            )
+
+
+def _scoring_step(contact: Contact, rescored: qualification.Rescore) -> s.Scoring:
+    result = rescored.score
+    return s.Scoring(
+        fit=result.fit,
+        engagement=result.engagement,
+        email_engagement=result.email_engagement,
+        content_pieces=result.content_pieces,
+        web_sessions=result.web_sessions,
+        icp_fit=result.icp_fit,
+        total=result.total,
+        stage=Stage(contact.stage),
+        became_mql=rescored.became_mql,
+        reasons=result.reasons,
+    )
+
+
+def _lead_for(
+    session: Session, contact: Contact, lead_in: s.LeadCreate, campaign_id: Any, at: datetime
+) -> Lead:
+    lead = session.scalar(select(Lead).where(Lead.contact_id == contact.id))
+    if lead is None:
+        lead = Lead(contact_id=contact.id, created_at=at, capture_count=0)
+        session.add(lead)
+    lead.capture_count += 1
+    lead.crm_status = "pending"
+    session.flush()
+    return lead
+
+
+def _assignment_step(
+    session: Session, lead: Lead, contact: Contact, tenant: str, at: datetime
+) -> s.AssignmentOut:
+    owner = session.get(SalesRep, lead.owner_rep_id) if lead.owner_rep_id else None
+    if owner is not None and owner.active:
+        territory = session.get(Territory, lead.territory_id) if lead.territory_id else None
+        return s.AssignmentOut(
+            rep_id=owner.id,
+            rep_name=owner.name,
+            territory=territory.name if territory else None,
+            queued=False,
+            reason="already owned by an active rep; kept",
+        )
+    made = assignment.assign(session, lead=lead, facts=assignment.lead_facts(session, contact))
+    return assignment.announce(session, lead, made, tenant, at)
+
+
+def _follow_up_step(
+    session: Session, lead: Lead, contact: Contact, lead_in: s.LeadCreate, tenant: str, at: datetime
+) -> s.FollowUp:
+    if contacts.has_consent(session, contact_id=contact.id, purpose="email_marketing"):
+        sequence = (
+            f"sales-outreach:{lead_in.capture_type.value}"
+            if contact.stage == Stage.MQL
+            else f"nurture:{lead_in.capture_type.value}"
+        )
+        reason = "e-mail marketing consent on record"
+    else:
+        sequence = None
+        reason = "no e-mail marketing consent on record: rep task only, no marketing e-mail"
+    outbox.publish(
+        session,
+        topic=TOPIC,
+        event_type="lead.follow_up_requested",
+        tenant_id=tenant,
+        payload={
+            "lead_id": str(lead.id),
+            "contact_id": str(contact.id),
+            "rep_id": str(lead.owner_rep_id) if lead.owner_rep_id else None,
+            "sequence": sequence,
+            "stage": contact.stage,
+        },
+        occurred_at=at,
+    )
+    return s.FollowUp(triggered=True, sequence=sequence, reason=reason)
