@@ -129,6 +129,49 @@ def serve(
 
 
 @app.command()
+def demo(
+    people: Annotated[int, typer.Option(min=50, max=50_000, help="People to generate.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Same seed, same company.")] = 7,
+    then_serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after.")] = True,
+    port: Annotated[int | None, typer.Option(help="Port (default REVHUB_PORT).")] = None,
+) -> None:
+    """Fill the hub with a seeded synthetic company (12 months, ~40 campaigns, thousands of
+    people, touchpoints and deals) through the same services the API uses, print an admin
+    API key, then serve. Run it on a fresh data directory; a second run only serves."""
+    from rich.progress import Progress
+
+    from revhub.contacts.pii import pii_for
+    from revhub.demo import DemoCompany, already_loaded
+
+    with _hub() as (settings, db):
+        with db.transaction() as session:
+            loaded = already_loaded(session)
+        if loaded:
+            out.print("Demo data is already here; not adding it twice.")
+        else:
+            company = DemoCompany(pii_for(settings), seed=seed, people=people)
+            with Progress(console=out) as bar:
+                task = bar.add_task("12 months of marketing", total=365)
+                report = company.run(db, progress=lambda n: bar.advance(task, n))
+            out.print(
+                f"[green]Demo company ready[/green]: {report.campaigns} campaigns, "
+                f"{report.leads} leads, {report.touchpoints} touchpoints, "
+                f"{report.mqls} MQLs worked by sales, {report.opportunities} deals "
+                f"({report.won} won)."
+            )
+        with db.transaction() as session:
+            key_in = ApiKeyCreate(name=f"demo-{uuid.uuid4().hex[:6]}", role=Role.ADMIN)
+            key, token = auth.create_key(
+                session, key_in=key_in, created_by=_cli_actor(), now=utcnow()
+            )
+            _audit_cli(settings, session, "cli demo", "api_keys", str(key.id))
+        out.print(f"Admin API key for the demo (shown once): [bold]{token}[/bold]")
+        db.engine.dispose()
+    if then_serve:
+        serve(host=None, port=port, workers=1)
+
+
+@app.command()
 def worker() -> None:
     """Run the relay, the consumers and the scheduler until SIGTERM or Ctrl-C, then stop
     cleanly: each loop finishes the event in hand, nothing is lost or applied twice."""
@@ -187,6 +230,41 @@ def keys_list(
                 _when(k.revoked_at),
             )
     out.print(table)
+
+
+@keys_app.command("rotate-pii")
+def keys_rotate_pii() -> None:
+    """Re-seal personal data with the current REVHUB_PII_KEY and recompute blind indexes.
+
+    Put the old secret in REVHUB_PII_PREVIOUS_KEYS (a JSON list), set the new one as
+    REVHUB_PII_KEY, run this, then drop the old secret. One transaction: it completes or
+    changes nothing."""
+    from rich.progress import Progress
+
+    from revhub.contacts.pii import pii_for
+    from revhub.contacts.rotation import rotate_pii, rows_to_rotate
+
+    with _hub() as (settings, db), db.transaction() as session:
+        with Progress(console=out) as bar:
+            task = bar.add_task("re-sealing", total=rows_to_rotate(session))
+            report = rotate_pii(session, pii_for(settings), progress=lambda n: bar.advance(task, n))
+        if report.unreadable:
+            session.rollback()
+            for line in report.unreadable[:20]:
+                err.print(f"[red]unreadable[/red] {line}")
+            err.print(
+                f"[red]{len(report.unreadable)} values open with no configured key; nothing "
+                "was changed.[/red] Add the secret that sealed them to REVHUB_PII_PREVIOUS_KEYS "
+                "and run again."
+            )
+            raise typer.Exit(1)
+        _audit_cli(settings, session, "cli keys rotate-pii", "contacts", "pii")
+    out.print(
+        f"[green]PII re-keyed[/green]: {report.contacts_scanned} contacts and "
+        f"{report.identities_scanned} identities scanned, {report.values_resealed} values "
+        f"re-sealed, {report.indexes_recomputed} blind indexes recomputed. You can now remove "
+        "the old secret from REVHUB_PII_PREVIOUS_KEYS."
+    )
 
 
 @keys_app.command("revoke")

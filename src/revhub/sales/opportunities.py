@@ -126,25 +126,24 @@ def _check_contact(session: Session, opportunity: Opportunity) -> None:
 
 
 def _move_contact(session: Session, opportunity: Opportunity) -> None:
+    """Opening a deal makes its contact an ``opportunity`` (dated ``opened_at``); winning it a
+    ``customer`` (dated ``closed_at``) — through ``opportunity`` first, so time in stage and
+    conversion count the deal. Exits (disqualified, churned) are left to people."""
     if opportunity.primary_contact_id is None:
         return
     contact = contacts.get(session, contact_id=opportunity.primary_contact_id)
-    target = Stage.CUSTOMER if opportunity.is_closed_won else Stage.OPPORTUNITY
-    if can_move(Stage(contact.stage), target) and contact.stage not in (
-        Stage.DISQUALIFIED,
-        Stage.CHURNED,
-    ):
-        reason = f"deal {opportunity.name!r} {'won' if opportunity.is_closed_won else 'opened'}"
-        at = (
-            opportunity.closed_at
-            if opportunity.is_closed_won and opportunity.closed_at
-            else opportunity.opened_at
-        )
+    steps = [(Stage.OPPORTUNITY, opportunity.opened_at, "opened")]
+    if opportunity.is_closed_won:
+        steps.append((Stage.CUSTOMER, opportunity.closed_at or opportunity.opened_at, "won"))
+    for target, at, verb in steps:
+        current = Stage(contact.stage)
+        if current in (Stage.DISQUALIFIED, Stage.CHURNED) or not can_move(current, target):
+            continue
         contacts.set_stage(
             session,
             contact=contact,
             to_stage=target,
-            reason=reason,
+            reason=f"deal {opportunity.name!r} {verb}",
             source="opportunity",
             at=max(at, contact.stage_changed_at),
         )
