@@ -159,3 +159,19 @@ def test_bad_contact_writes_name_the_field(
 def test_unknown_contact_is_404(client: TestClient, sales: dict[str, str]) -> None:
     missing = "00000000-0000-4000-8000-000000000000"
     assert client.get(f"{CONTACTS}/{missing}", headers=sales).status_code == 404
+
+
+def test_marketing_follow_up_is_capped_at_three_a_week(
+    client: TestClient, sales: dict[str, str]
+) -> None:
+    sequences = []
+    for day in (1, 2, 3, 4, 9):
+        answer = client.post(
+            f"{SALES}/leads",
+            json=lead(consent={"email_marketing": True}, captured_at=f"2026-11-0{day}T10:00:00Z"),
+            headers=sales,
+        ).json()
+        sequences.append(answer["steps"]["follow_up"]["sequence"])
+    assert sequences[:3] == ["nurture:form_submission"] * 3
+    assert sequences[3] is None  # a fourth within 7 days
+    assert sequences[4] == "nurture:form_submission"  # day 9: two of the three fell out

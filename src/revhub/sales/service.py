@@ -8,7 +8,8 @@
 4. hand the record to the CRM (``lead.processed`` on ``lead-capture``, for ``crm-sync``);
 5. assign a rep (``assignment.assign``; ``lead.assigned``);
 6. trigger follow-up (``lead.follow_up_requested``, for the e-mail or sequence tool) — a
-   nurture sequence only with e-mail marketing consent on record (DESIGN §6).
+   nurture sequence only with e-mail marketing consent on record (DESIGN §6) and at most
+   three sequences a week per person (seed 002 frequency capping); otherwise a rep task.
 
 Everything happens in the caller's transaction: a lead that fails any step leaves nothing.
 """
@@ -16,11 +17,11 @@ Everything happens in the caller's transaction: a lead that fails any step leave
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from revhub.contacts import service as contacts
@@ -37,6 +38,8 @@ from revhub.sales.models import DuplicateReview, Lead, LeadCapture, SalesRep, Te
 
 TOPIC = "lead-capture"
 FUZZY_CANDIDATES = 200
+WEEKLY_MARKETING_CAP = 3
+"""DESIGN §6 / seed 002 ``frequency_capping: max_3_per_week_per_contact``."""
 merging.install()
 
 
@@ -325,19 +328,32 @@ def _assignment_step(
     return assignment.announce(session, lead, made, tenant, at)
 
 
+def _sequences_this_week(session: Session, lead: Lead, at: datetime) -> int:
+    sequence = LeadCapture.steps["follow_up"]["sequence"].as_string()
+    query = select(func.count()).where(
+        LeadCapture.lead_id == lead.id,
+        LeadCapture.captured_at > at - timedelta(days=7),
+        LeadCapture.captured_at <= at,
+        sequence.is_not(None),
+    )
+    return session.scalar(query) or 0
+
+
 def _follow_up_step(
     session: Session, lead: Lead, contact: Contact, lead_in: s.LeadCreate, tenant: str, at: datetime
 ) -> s.FollowUp:
-    if contacts.has_consent(session, contact_id=contact.id, purpose="email_marketing"):
-        sequence = (
-            f"sales-outreach:{lead_in.capture_type.value}"
-            if contact.stage == Stage.MQL
-            else f"nurture:{lead_in.capture_type.value}"
-        )
-        reason = "e-mail marketing consent on record"
-    else:
-        sequence = None
+    sequence: str | None = None
+    if not contacts.has_consent(session, contact_id=contact.id, purpose="email_marketing"):
         reason = "no e-mail marketing consent on record: rep task only, no marketing e-mail"
+    elif _sequences_this_week(session, lead, at) >= WEEKLY_MARKETING_CAP:
+        reason = (
+            f"frequency cap: {WEEKLY_MARKETING_CAP} marketing sequences in 7 days already "
+            "(seed 002 frequency_capping): rep task only"
+        )
+    else:
+        kind = "sales-outreach" if contact.stage == Stage.MQL else "nurture"
+        sequence = f"{kind}:{lead_in.capture_type.value}"
+        reason = "e-mail marketing consent on record"
     outbox.publish(
         session,
         topic=TOPIC,
