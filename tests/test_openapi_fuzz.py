@@ -82,6 +82,7 @@ BUSINESS_RULES = {
     "PATCH /api/v1/integrations/sales/opportunities/{opportunity_id}",
     "POST /api/v1/integrations/sales/reps",
     "POST /api/v1/integrations/sales/territories",
+    "PATCH /api/v1/integrations/sales/territories/{territory_id}",
     "POST /api/v1/integrations/sales/campaigns",
     "PATCH /api/v1/integrations/sales/reps/{rep_id}",
     "PATCH /api/v1/integrations/sales/campaigns/{campaign_id}",

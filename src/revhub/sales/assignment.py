@@ -181,6 +181,25 @@ def create_territory(session: Session, *, territory_in: s.TerritoryCreate) -> Te
     return territory
 
 
+def update_territory(
+    session: Session, *, territory_id: uuid.UUID, territory_in: s.TerritoryUpdate
+) -> Territory:
+    territory = get_territory(session, territory_id=territory_id)
+    changes = territory_in.model_dump(exclude_unset=True)
+    for name in ("name", "priority", "countries", "regions", "industries"):
+        if name in changes and changes[name] is None:
+            raise InvalidInput([FieldError(f"body.{name}", "cannot be null")])
+    if "name" in changes:
+        ensure_unique_name(session, territory, changes["name"])
+    for name, value in changes.items():
+        setattr(territory, name, value)
+    low, high = territory.min_employees, territory.max_employees
+    if low is not None and high is not None and high < low:
+        raise InvalidInput([FieldError("body.max_employees", "is below min_employees")])
+    session.flush()
+    return territory
+
+
 def list_territories(session: Session) -> Sequence[Territory]:
     return session.scalars(select(Territory).order_by(Territory.priority, Territory.name)).all()
 

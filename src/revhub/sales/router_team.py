@@ -35,6 +35,20 @@ def create_territory(body: s.TerritoryCreate, session: DbSession) -> s.Territory
     return s.Territory.model_validate(assignment.create_territory(session, territory_in=body))
 
 
+@router.patch(
+    "/territories/{territory_id}",
+    response_model=s.Territory,
+    responses=problems(404, 409),
+    dependencies=[WRITE],
+)
+def update_territory(
+    territory_id: uuid.UUID, body: s.TerritoryUpdate, session: DbSession
+) -> s.Territory:
+    """Change a territory's rules; new leads follow them, assigned leads keep their owner."""
+    found = assignment.update_territory(session, territory_id=territory_id, territory_in=body)
+    return s.Territory.model_validate(found)
+
+
 @router.get("/territories", response_model=list[s.Territory], dependencies=[READ])
 def list_territories(session: DbSession) -> list[s.Territory]:
     """Territories in the order assignment tries them (priority, then name)."""

@@ -280,6 +280,22 @@ class TerritoryCreate(RequestModel):
         return self
 
 
+class TerritoryUpdate(RequestModel):
+    """Change a territory's rules; leads already assigned keep their owner."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    priority: int | None = Field(default=None, ge=0, le=10_000)
+    countries: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] | None = Field(
+        default=None, max_length=250
+    )
+    regions: list[Annotated[str, Field(pattern=r"^(NA|LATAM|EMEA|APAC)$")]] | None = Field(
+        default=None, max_length=4
+    )
+    industries: list[Text100] | None = Field(default=None, max_length=100)
+    min_employees: int | None = Field(default=None, ge=0, le=10_000_000)
+    max_employees: int | None = Field(default=None, ge=0, le=10_000_000)
+
+
 class Territory(ResponseModel):
     id: uuid.UUID
     name: str
