@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from revhub.contacts.models import Account, Consent, Contact, Identity, StageChange
 from revhub.contacts.pii import Pii
-from revhub.contacts.stages import Stage, can_move, furthest
+from revhub.contacts.stages import RANK, Stage, can_move, furthest
 from revhub.core.db import get_or_404, utcnow
 from revhub.core.errors import Conflict
 from revhub.core.events import outbox
@@ -299,8 +299,11 @@ def set_stage(
 
 
 def stage_history(session: Session, *, contact_id: uuid.UUID) -> Sequence[StageChange]:
+    """Oldest first; moves stamped with the same instant (a deal opened and won in one
+    request) are ordered along the funnel, exits last."""
     query = select(StageChange).where(StageChange.contact_id == contact_id)
-    return session.scalars(query.order_by(StageChange.changed_at, StageChange.id)).all()
+    changes = session.scalars(query).all()
+    return sorted(changes, key=lambda c: (c.changed_at, RANK.get(Stage(c.to_stage), len(RANK))))
 
 
 def identities(session: Session, *, contact_id: uuid.UUID) -> Sequence[Identity]:

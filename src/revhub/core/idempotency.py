@@ -94,11 +94,11 @@ def idempotent(
     credential_id: uuid.UUID,
     route: str,
     body: str,
-    status_code: int,
-    produce: Callable[[], BaseModel],
-) -> BaseModel | JSONResponse:
-    """Run ``produce`` once per key: a retry with the same key and body replays the first
-    answer (marked ``Idempotent-Replayed: true``); without a key it simply runs."""
+    produce: Callable[[], tuple[BaseModel, int]],
+) -> tuple[BaseModel, int] | JSONResponse:
+    """Run ``produce`` (which returns the answer and its status) once per key: a retry with
+    the same key and body replays the first answer and status (marked
+    ``Idempotent-Replayed: true``); without a key it simply runs."""
     if key is None:
         return produce()
     scope = Scope.of(key, credential_id, route, body)
@@ -107,6 +107,6 @@ def idempotent(
         return JSONResponse(
             stored.response, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
         )
-    answer = produce()
+    answer, status_code = produce()
     remember(session, scope, status_code=status_code, response=answer.model_dump(mode="json"))
-    return answer
+    return answer, status_code

@@ -8,7 +8,8 @@ turns weighted by capacity (smooth weighted round-robin: the rep with the fewest
 unit of capacity is next), so a capacity-2 rep gets twice the leads of a capacity-1 rep.
 No match, or nobody active: the lead waits in the fallback queue.
 
-A deactivated rep's open leads are assigned again by the same rules.
+A deactivated (or moved) rep's open leads — anyone not yet a customer, disqualified or
+churned — are assigned again by the same rules.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from revhub.contacts import service as contacts
 from revhub.contacts.models import Contact
+from revhub.contacts.stages import Stage
 from revhub.core.db import get_or_404, utcnow
 from revhub.core.errors import Conflict, FieldError, InvalidInput
 from revhub.core.events import outbox
@@ -115,7 +117,7 @@ def _record(
         lead_id=lead.id,
         rep_id=lead.owner_rep_id,
         territory_id=lead.territory_id,
-        reason=reason,
+        reason=reason[:500],
         assigned_at=utcnow(),
     )
     session.add(assignment)
@@ -123,8 +125,18 @@ def _record(
     return assignment
 
 
-def owned_leads(session: Session, *, rep_id: uuid.UUID) -> Sequence[Lead]:
-    return session.scalars(select(Lead).where(Lead.owner_rep_id == rep_id).order_by(Lead.id)).all()
+OPEN_STAGES = (Stage.ANONYMOUS, Stage.LEAD, Stage.MQL, Stage.SQL, Stage.OPPORTUNITY)
+
+
+def open_leads(session: Session, *, rep_id: uuid.UUID) -> Sequence[Lead]:
+    """A rep's leads still being worked (customers and closed-out people keep their owner)."""
+    query = (
+        select(Lead)
+        .join(Contact, Contact.id == Lead.contact_id)
+        .where(Lead.owner_rep_id == rep_id, Contact.stage.in_(OPEN_STAGES))
+        .order_by(Lead.id)
+    )
+    return session.scalars(query).all()
 
 
 def get_rep(session: Session, *, rep_id: uuid.UUID) -> SalesRep:
@@ -242,11 +254,11 @@ def update_rep(
 
 
 def reassign_leads(session: Session, *, rep: SalesRep, now: datetime) -> int:
-    leads = owned_leads(session, rep_id=rep.id)
+    leads = open_leads(session, rep_id=rep.id)
     for lead in leads:
         contact = contacts.get(session, contact_id=lead.contact_id)
         made = assign(session, lead=lead, facts=lead_facts(session, contact), exclude=rep.id)
-        made.reason = f"{rep.name} left the territory or was deactivated; " + made.reason
+        made.reason = f"{rep.name} left the territory or was deactivated; {made.reason}"[:500]
         announce(session, lead, made, contacts.tenant_of(session, contact), now)
     return len(leads)
 

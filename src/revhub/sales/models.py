@@ -8,10 +8,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from revhub.core.db import Base, Timestamped, utcnow
+from revhub.core.db import Base, Money, Timestamped, utcnow
 
 
 class Campaign(Timestamped, Base):
@@ -174,7 +174,7 @@ class Opportunity(Timestamped, Base):
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("account.id"), index=True)
     primary_contact_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contact.id"))
     name: Mapped[str] = mapped_column(String(200))
-    amount: Mapped[Decimal] = mapped_column(Numeric(18, 2))
+    amount: Mapped[Decimal] = mapped_column(Money())
     currency: Mapped[str] = mapped_column(String(3))
     stage: Mapped[str] = mapped_column(String(64))
     is_closed: Mapped[bool] = mapped_column(default=False)

@@ -41,8 +41,9 @@ def create(
             f"An opportunity with external_id {opportunity_in.external_id!r} exists; "
             "update it instead."
         )
+    if data["primary_contact_id"] is not None:
+        data["primary_contact_id"] = _live_contact(session, data["primary_contact_id"])
     opportunity = Opportunity(account_id=account.id, source=source, **data)
-    _check_contact(session, opportunity)
     session.add(opportunity)
     session.flush()
     _move_contact(session, opportunity)
@@ -55,7 +56,10 @@ def update(
 ) -> Opportunity:
     opportunity = get(session, opportunity_id=opportunity_id)
     was_won = opportunity.is_closed_won
-    for name, value in opportunity_in.model_dump(exclude_unset=True).items():
+    changes = opportunity_in.model_dump(exclude_unset=True)
+    if changes.get("primary_contact_id") is not None:
+        changes["primary_contact_id"] = _live_contact(session, changes["primary_contact_id"])
+    for name, value in changes.items():
         if value is None and name in {
             "name",
             "amount",
@@ -74,7 +78,6 @@ def update(
         )
     if opportunity.closed_at is not None and opportunity.closed_at < opportunity.opened_at:
         raise InvalidInput([FieldError("body.closed_at", "is before opened_at")])
-    _check_contact(session, opportunity)
     session.flush()
     _move_contact(session, opportunity)
     account = session.get(Account, opportunity.account_id)
@@ -115,14 +118,11 @@ def _account(session: Session, opportunity_in: s.OpportunityCreate) -> Account:
     return found
 
 
-def _check_contact(session: Session, opportunity: Opportunity) -> None:
-    if opportunity.primary_contact_id is None:
-        return
-    if session.get(Contact, opportunity.primary_contact_id) is None:
+def _live_contact(session: Session, contact_id: uuid.UUID) -> uuid.UUID:
+    """The surviving profile of ``contact_id``; 422 naming the field when there is none."""
+    if session.get(Contact, contact_id) is None:
         raise InvalidInput([FieldError("body.primary_contact_id", "no contact with this id")])
-    opportunity.primary_contact_id = contacts.get(
-        session, contact_id=opportunity.primary_contact_id
-    ).id
+    return contacts.get(session, contact_id=contact_id).id
 
 
 def _move_contact(session: Session, opportunity: Opportunity) -> None:

@@ -41,16 +41,7 @@ def active_model(session: Session) -> ActiveModel:
     latest = session.scalar(select(ScoringModel).order_by(ScoringModel.version.desc()).limit(1))
     if latest is None:
         return ActiveModel(0, default_model())
-    return ActiveModel(latest.version, _parsed(latest.version, latest.document))
-
-
-_PARSED: dict[int, ScoringModelDocument] = {}
-
-
-def _parsed(version: int, document: dict[str, object]) -> ScoringModelDocument:
-    if version not in _PARSED:
-        _PARSED[version] = ScoringModelDocument.model_validate(document)
-    return _PARSED[version]
+    return ActiveModel(latest.version, ScoringModelDocument.model_validate(latest.document))
 
 
 def replace_model(

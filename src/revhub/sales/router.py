@@ -3,7 +3,9 @@ reps and territories, opportunities, notifications. Thin: parse, authorise, call
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
@@ -47,23 +49,28 @@ def pii_of(request: Request) -> Pii:
 
 def _once(
     request: Request,
+    response: Response,
     session: DbSession,
     principal: Principal,
     key: str | None,
     body: BaseModel,
-    code: int,
-    produce: object,
+    produce: Callable[[], tuple[BaseModel, int]],
 ) -> BaseModel | JSONResponse:
+    """Answer once per ``Idempotency-Key``; the fingerprint is the body as parsed, with keys
+    sorted, so a retry that orders its JSON differently is still the same request."""
     route = getattr(request.scope.get("route"), "path", request.url.path)
-    return idempotent(
+    answer = idempotent(
         session,
         key=key,
         credential_id=principal.credential_id,
         route=f"{request.method} {route}",
-        body=body.model_dump_json(),
-        status_code=code,
-        produce=produce,  # type: ignore[arg-type]
+        body=json.dumps(body.model_dump(mode="json"), sort_keys=True),
+        produce=produce,
     )
+    if isinstance(answer, JSONResponse):
+        return answer
+    model, response.status_code = answer
+    return model
 
 
 @router.post(
@@ -76,18 +83,19 @@ def capture_lead(
     body: s.LeadCreate,
     session: DbSession,
     request: Request,
+    response: Response,
     principal: Writer,
     idempotency_key: IdempotencyKey = None,
 ) -> BaseModel | JSONResponse:
     """Capture one lead (form submission, e-mail sign-up, webinar registration) through the
     six steps of seed 002; the answer says what each step did."""
 
-    def produce() -> s.LeadResult:
+    def produce() -> tuple[BaseModel, int]:
         result = service.capture_lead(session, pii_of(request), lead_in=body)
         request.state.resource_id = str(result.lead_id)
-        return result
+        return result, status.HTTP_201_CREATED
 
-    return _once(request, session, principal, idempotency_key, body, 201, produce)
+    return _once(request, response, session, principal, idempotency_key, body, produce)
 
 
 @router.post("/leads/bulk", response_model=s.BulkResult, responses=problems(409))
@@ -95,16 +103,17 @@ def capture_leads(
     body: s.LeadBulk,
     session: DbSession,
     request: Request,
+    response: Response,
     principal: Writer,
     idempotency_key: IdempotencyKey = None,
 ) -> BaseModel | JSONResponse:
     """Up to 1,000 leads; each is processed alone and reported at its index (201, or 422 with
     the fields to fix). Good items land even when others are refused."""
 
-    def produce() -> s.BulkResult:
-        return service.capture_leads(session, pii_of(request), items=body.leads)
+    def produce() -> tuple[BaseModel, int]:
+        return service.capture_leads(session, pii_of(request), items=body.leads), 200
 
-    return _once(request, session, principal, idempotency_key, body, 200, produce)
+    return _once(request, response, session, principal, idempotency_key, body, produce)
 
 
 @router.post(
@@ -124,13 +133,12 @@ def add_touchpoint(
     """Record one touchpoint; the person's score is recomputed. A repeated ``external_id``
     answers 200 with the touchpoint stored the first time."""
 
-    def produce() -> s.Touchpoint:
+    def produce() -> tuple[BaseModel, int]:
         touchpoint, existing = touchpoints.add_touchpoint(session, pii_of(request), tp_in=body)
-        if existing:
-            response.status_code = status.HTTP_200_OK
-        return s.Touchpoint.model_validate(touchpoint)
+        code = status.HTTP_200_OK if existing else status.HTTP_201_CREATED
+        return s.Touchpoint.model_validate(touchpoint), code
 
-    return _once(request, session, principal, idempotency_key, body, 201, produce)
+    return _once(request, response, session, principal, idempotency_key, body, produce)
 
 
 @router.post("/touchpoints/bulk", response_model=s.TouchpointBulkResult, responses=problems(409))
@@ -138,16 +146,17 @@ def add_touchpoints(
     body: s.TouchpointBulk,
     session: DbSession,
     request: Request,
+    response: Response,
     principal: Writer,
     idempotency_key: IdempotencyKey = None,
 ) -> BaseModel | JSONResponse:
     """Up to 1,000 touchpoints, each reported at its index; scores are recomputed once per
     person touched."""
 
-    def produce() -> s.TouchpointBulkResult:
-        return touchpoints.add_touchpoints(session, pii_of(request), items=body.touchpoints)
+    def produce() -> tuple[BaseModel, int]:
+        return touchpoints.add_touchpoints(session, pii_of(request), items=body.touchpoints), 200
 
-    return _once(request, session, principal, idempotency_key, body, 200, produce)
+    return _once(request, response, session, principal, idempotency_key, body, produce)
 
 
 @router.post(

@@ -167,7 +167,7 @@ def _profile(clean: quality.CleanLead) -> contacts.Profile:
         last_name=clean.last_name,
         phone=clean.phone,
         company=clean.company,
-        company_key=quality.normalise_company(clean.company) or None,
+        company_key=quality.normalise_company(clean.company)[:200] or None,
         job_title=clean.job_title,
         country=clean.country,
         lead_source=clean.source,
@@ -229,7 +229,7 @@ def _account_id(session: Session, clean: quality.CleanLead, lead_in: s.LeadCreat
         session,
         domain=clean.company_domain,
         name=clean.company,
-        industry=lead_in.industry.strip().lower() if lead_in.industry else None,
+        industry=lead_in.industry.strip().lower()[:100] if lead_in.industry else None,
         employee_count=lead_in.employee_count,
         country=clean.country,
     )

@@ -200,7 +200,6 @@ def _add_one(
         )
         if found is not None:
             return found, True
-    contact = _person(session, pii, tp_in, prefix)
     campaign = None
     if tp_in.campaign is not None:
         campaign = batch.campaigns.get(tp_in.campaign) or campaign_by_key(
@@ -208,6 +207,7 @@ def _add_one(
         )
         if campaign is not None:
             batch.campaigns[tp_in.campaign] = campaign
+    contact = _person(session, pii, tp_in, prefix)  # last: every check above writes nothing
     meta: dict[str, Any] = dict(tp_in.meta)
     if tp_in.content_id:
         meta["content_id"] = tp_in.content_id

@@ -248,7 +248,7 @@ def upgrade() -> None:
         sa.Column("account_id", sa.Uuid(), nullable=False),
         sa.Column("primary_contact_id", sa.Uuid(), nullable=True),
         sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("amount", sa.Numeric(precision=18, scale=2), nullable=False),
+        sa.Column("amount", revhub.core.db.Money(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("stage", sa.String(length=64), nullable=False),
         sa.Column("is_closed", sa.Boolean(), nullable=False),
