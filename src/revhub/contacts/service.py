@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -118,12 +118,11 @@ def get_or_create_account(
     """The account of ``domain``; known firmographics fill gaps, never overwrite."""
     account = session.scalar(select(Account).where(Account.domain == domain))
     if account is None:
-        account = Account(domain=domain, name=name)
+        account = Account(id=uuid.uuid4(), domain=domain, name=name, created_at=utcnow())
         session.add(account)
     account.industry = account.industry or industry
     account.employee_count = account.employee_count or employee_count
     account.country = account.country or country
-    session.flush()
     return account
 
 
@@ -137,10 +136,21 @@ def create(
     source: str,
     at: datetime | None = None,
 ) -> Contact:
+    """A new profile. The caller has checked that its e-mail names nobody yet (a capture
+    looks it up first), so the e-mail identity is added without another look-up."""
     at = at or utcnow()
-    contact = Contact(id=uuid.uuid4(), stage=stage, stage_changed_at=at, account_id=account_id)
+    contact = Contact(
+        id=uuid.uuid4(),
+        stage=stage,
+        stage_changed_at=at,
+        account_id=account_id,
+        created_at=utcnow(),
+    )
     session.add(contact)
-    update_profile(session, pii, contact=contact, profile=profile)
+    update_profile(session, pii, contact=contact, profile=replace(profile, email=None))
+    if profile.email is not None:
+        _set_email(pii, contact, profile.email)
+        session.add(_identity(pii, contact, "email", profile.email))
     session.add(
         StageChange(
             contact_id=contact.id,
@@ -151,15 +161,13 @@ def create(
             source=source,
         )
     )
-    session.flush()
     return contact
 
 
 def update_profile(session: Session, pii: Pii, *, contact: Contact, profile: Profile) -> None:
     """Apply what ``profile`` gives; a new e-mail becomes one more identity of the contact."""
     if profile.email is not None:
-        contact.email_sealed = pii.seal(profile.email)
-        contact.email_domain = profile.email.rsplit("@", 1)[-1].lower()
+        _set_email(pii, contact, profile.email)
         link_identity(session, pii, contact=contact, kind="email", value=profile.email)
     if profile.phone is not None:
         contact.phone_sealed = pii.seal(profile.phone)
@@ -179,6 +187,23 @@ def identity_key(pii: Pii, kind: str, value: str) -> str:
     return pii.email_index(value) if kind == "email" else value.strip()
 
 
+def _set_email(pii: Pii, contact: Contact, email: str) -> None:
+    contact.email_sealed = pii.seal(email)
+    contact.email_domain = email.rsplit("@", 1)[-1].lower()
+
+
+def _identity(pii: Pii, contact: Contact, kind: str, value: str) -> Identity:
+    sealed = pii.seal(value.strip()) if kind in SEALED_KINDS else None
+    return Identity(
+        id=uuid.uuid4(),
+        contact_id=contact.id,
+        kind=kind,
+        key=identity_key(pii, kind, value),
+        sealed_value=sealed,
+        created_at=utcnow(),
+    )
+
+
 def link_identity(
     session: Session, pii: Pii, *, contact: Contact, kind: str, value: str
 ) -> Contact:
@@ -187,9 +212,7 @@ def link_identity(
     key = identity_key(pii, kind, value)
     found = session.scalar(select(Identity).where(Identity.kind == kind, Identity.key == key))
     if found is None:
-        sealed = pii.seal(value.strip()) if kind in SEALED_KINDS else None
-        session.add(Identity(contact_id=contact.id, kind=kind, key=key, sealed_value=sealed))
-        session.flush()
+        session.add(_identity(pii, contact, kind, value))
         return contact
     owner = get(session, contact_id=found.contact_id)
     if owner.id == contact.id:
@@ -280,7 +303,6 @@ def set_stage(
     )
     session.add(change)
     contact.stage, contact.stage_changed_at = to_stage, at
-    session.flush()
     outbox.publish(
         session,
         topic=TOPIC,
@@ -328,7 +350,6 @@ def record_consent(
         recorded_at=at or utcnow(),
     )
     session.add(consent)
-    session.flush()
     return consent
 
 

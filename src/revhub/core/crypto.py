@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -29,7 +30,9 @@ FINGERPRINT_BYTES = 4
 NONCE_BYTES = 12
 
 
+@lru_cache(maxsize=64)
 def derive_key(secret: bytes, purpose: str) -> bytes:
+    """HKDF-SHA256 of ``secret`` for ``purpose`` (cached: blind indexes derive per call)."""
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
     return hkdf.derive(secret)
 

@@ -93,9 +93,18 @@ def next_rep(
     return min(reps, key=lambda r: (r.assigned_count + 1) / r.capacity)
 
 
+@dataclass
+class Assigned:
+    """An assignment with the rep and territory it chose (None: the fallback queue)."""
+
+    assignment: Assignment
+    rep: SalesRep | None
+    territory: Territory | None
+
+
 def assign(
     session: Session, *, lead: Lead, facts: LeadFacts, exclude: uuid.UUID | None = None
-) -> Assignment:
+) -> Assigned:
     """Give ``lead`` an owner by the rules above (or queue it), and record why."""
     for territory in matching_territories(session, facts):
         rep = next_rep(session, territory, exclude=exclude)
@@ -109,11 +118,12 @@ def assign(
 
 def _record(
     session: Session, lead: Lead, rep: SalesRep | None, territory: Territory | None, reason: str
-) -> Assignment:
+) -> Assigned:
     lead.owner_rep_id = rep.id if rep else None
     lead.territory_id = territory.id if territory else None
     lead.in_queue = rep is None
     assignment = Assignment(
+        id=uuid.uuid4(),
         lead_id=lead.id,
         rep_id=lead.owner_rep_id,
         territory_id=lead.territory_id,
@@ -121,8 +131,7 @@ def _record(
         assigned_at=utcnow(),
     )
     session.add(assignment)
-    session.flush()
-    return assignment
+    return Assigned(assignment, rep, territory)
 
 
 OPEN_STAGES = (Stage.ANONYMOUS, Stage.LEAD, Stage.MQL, Stage.SQL, Stage.OPPORTUNITY)
@@ -161,17 +170,16 @@ def lead_facts(session: Session, contact: Contact) -> LeadFacts:
 
 
 def announce(
-    session: Session, lead: Lead, made: Assignment, tenant: str, at: datetime
+    session: Session, lead: Lead, made: Assigned, tenant: str, at: datetime
 ) -> s.AssignmentOut:
     """Describe an assignment and publish it as ``lead.assigned`` (for CRM owner sync)."""
-    rep = session.get(SalesRep, made.rep_id) if made.rep_id else None
-    territory = session.get(Territory, made.territory_id) if made.territory_id else None
+    rep, territory = made.rep, made.territory
     out = s.AssignmentOut(
-        rep_id=made.rep_id,
+        rep_id=rep.id if rep else None,
         rep_name=rep.name if rep else None,
         territory=territory.name if territory else None,
         queued=rep is None,
-        reason=made.reason,
+        reason=made.assignment.reason,
     )
     payload = {"lead_id": str(lead.id), "contact_id": str(lead.contact_id)}
     outbox.publish(
@@ -258,7 +266,8 @@ def reassign_leads(session: Session, *, rep: SalesRep, now: datetime) -> int:
     for lead in leads:
         contact = contacts.get(session, contact_id=lead.contact_id)
         made = assign(session, lead=lead, facts=lead_facts(session, contact), exclude=rep.id)
-        made.reason = f"{rep.name} left the territory or was deactivated; {made.reason}"[:500]
+        why = f"{rep.name} left the territory or was deactivated; {made.assignment.reason}"
+        made.assignment.reason = why[:500]
         announce(session, lead, made, contacts.tenant_of(session, contact), now)
     return len(leads)
 

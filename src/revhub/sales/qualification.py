@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -73,15 +74,15 @@ def activities(
     session: Session, contact_ids: Sequence[uuid.UUID], since: datetime
 ) -> dict[uuid.UUID, list[Activity]]:
     """Touchpoints since ``since`` of many contacts, in one query."""
+    content_id = Touchpoint.meta["content_id"].as_string()
     rows = session.execute(
-        select(
-            Touchpoint.contact_id, Touchpoint.kind, Touchpoint.occurred_at, Touchpoint.meta
-        ).where(Touchpoint.contact_id.in_(contact_ids), Touchpoint.occurred_at >= since)
+        select(Touchpoint.contact_id, Touchpoint.kind, Touchpoint.occurred_at, content_id).where(
+            Touchpoint.contact_id.in_(contact_ids), Touchpoint.occurred_at >= since
+        )
     )
     found: dict[uuid.UUID, list[Activity]] = {c: [] for c in contact_ids}
-    for contact_id, kind, at, meta in rows:
-        content = (meta or {}).get("content_id")
-        found[contact_id].append(Activity(kind, at, str(content) if content else None))
+    for contact_id, kind, at, content in rows:
+        found[contact_id].append(Activity(kind, at, content or None))
     return found
 
 
@@ -99,16 +100,23 @@ def rescore(
     trigger: str,
     now: datetime,
     model: ActiveModel | None = None,
+    unscored: bool = False,
 ) -> dict[uuid.UUID, Rescore]:
-    """Recompute the scores of ``people`` at ``now``."""
+    """Recompute the scores of ``people`` at ``now`` (``unscored``: they are new and have no
+    score row yet, so none is looked up)."""
     model = model or active_model(session)
     pairs = list(people)
     since = now - timedelta(days=model.document.behaviour.lookback_days)
     acts = activities(session, [c.id for c in pairs], since)
+    ids = [c.id for c in pairs]
+    scores = {} if unscored else _by_id(session, LeadScore, LeadScore.contact_id, ids)
+    account_ids = [c.account_id for c in pairs if c.account_id is not None]
+    held = _by_id(session, Account, Account.id, account_ids)  # noqa: F841 (kept in the map)
     return {
         contact.id: _store(
             session,
             contact,
+            scores.get(contact.id),
             fit_facts(session, contact),
             acts[contact.id],
             trigger=trigger,
@@ -119,9 +127,21 @@ def rescore(
     }
 
 
+def _by_id(session: Session, model: Any, column: Any, ids: Sequence[Any]) -> dict[Any, Any]:
+    """Rows of ``model`` by key, loaded in one query and held here (the identity map is weak,
+    so later ``session.get`` calls find them only while something references them)."""
+    if not ids:
+        return {}
+    return {
+        getattr(row, column.key): row
+        for row in session.scalars(select(model).where(column.in_(ids)))
+    }
+
+
 def _store(
     session: Session,
     contact: Contact,
+    current: LeadScore | None,
     facts: FitFacts,
     acts: list[Activity],
     *,
@@ -130,7 +150,6 @@ def _store(
     model: ActiveModel,
 ) -> Rescore:
     result = compute(model.document, facts, acts, now)
-    current = session.get(LeadScore, contact.id)
     if current is None:
         current = LeadScore(contact_id=contact.id, total=0, fit=0, engagement=0)
         session.add(current)

@@ -16,6 +16,7 @@ Everything happens in the caller's transaction: a lead that fails any step leave
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from revhub.contacts import service as contacts
-from revhub.contacts.models import Contact
+from revhub.contacts.models import Account, Contact
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import Stage
 from revhub.core.db import utcnow
@@ -57,6 +58,7 @@ def capture_lead(
     lead_in: s.LeadCreate,
     prefix: str = "body",
     now: datetime | None = None,
+    model: qualification.ActiveModel | None = None,
 ) -> s.LeadResult:
     """Run the six steps for one lead and return what each step did."""
     at = lead_in.captured_at or now or utcnow()
@@ -67,7 +69,7 @@ def capture_lead(
         problems=list(clean.problems),
         transformations=list(clean.transformations),
     )
-    contact, dedup = _deduplicate(session, pii, clean, lead_in, at)
+    contact, dedup, _account = _deduplicate(session, pii, clean, lead_in, at)
     _record_consent(session, contact, lead_in, at)
     touchpoints.record(
         session,
@@ -82,11 +84,17 @@ def capture_lead(
         contacts.set_stage(
             session, contact=contact, to_stage=Stage.LEAD, reason=reason, source="capture", at=at
         )
+    new = dedup.outcome == "created"
     rescored = qualification.rescore(
-        session, people=[contact], trigger=lead_in.capture_type.value, now=at
+        session,
+        people=[contact],
+        trigger=lead_in.capture_type.value,
+        now=at,
+        unscored=new,
+        model=model,
     )[contact.id]
     scoring = _scoring_step(contact, rescored)
-    lead = _lead_for(session, contact, lead_in, campaign.id if campaign else None, at)
+    lead = _lead_for(session, contact, new=new, at=at)
     steps: dict[str, Any] = {
         "validation": validation.model_dump(mode="json"),
         "deduplication": dedup.model_dump(mode="json"),
@@ -103,7 +111,7 @@ def capture_lead(
     )
     crm = s.CrmHandoff(lead_id=lead.id, status="queued_for_crm_sync", event_id=event.event_id)
     assigned = _assignment_step(session, lead, contact, tenant, at)
-    follow_up = _follow_up_step(session, lead, contact, lead_in, tenant, at)
+    follow_up = _follow_up_step(session, lead, contact, lead_in, tenant, at, new=new)
     steps |= {
         "crm": crm.model_dump(mode="json"),
         "assignment": assigned.model_dump(mode="json"),
@@ -118,7 +126,6 @@ def capture_lead(
             steps=steps,
         )
     )
-    session.flush()
     return s.LeadResult(
         lead_id=lead.id, contact_id=contact.id, steps=s.LeadSteps.model_validate(steps)
     )
@@ -127,15 +134,18 @@ def capture_lead(
 def capture_leads(
     session: Session, pii: Pii, *, items: list[dict[str, Any]], now: datetime | None = None
 ) -> s.BulkResult:
-    """Each item in a savepoint of its own: a bad item is reported and leaves nothing, the
-    good ones land together with the caller's transaction."""
+    """Each item alone: a bad one is reported at its index and leaves nothing (every check
+    that can refuse a lead runs before its first write), the good ones land together with
+    the caller's transaction. The scoring model is read once for the batch."""
+    model = qualification.active_model(session)
     results: list[s.BulkItem] = []
     for index, item in enumerate(items):
         prefix = f"body.leads[{index}]"
         try:
-            with session.begin_nested():
-                lead_in = s.LeadCreate.model_validate(item)
-                result = capture_lead(session, pii, lead_in=lead_in, prefix=prefix, now=now)
+            lead_in = s.LeadCreate.model_validate(item)
+            result = capture_lead(
+                session, pii, lead_in=lead_in, prefix=prefix, now=now, model=model
+            )
             results.append(s.BulkItem(index=index, status=201, result=result))
         except ValidationError as exc:
             results.append(s.BulkItem(index=index, status=422, errors=item_errors(exc, prefix)))
@@ -177,7 +187,11 @@ def _profile(clean: quality.CleanLead) -> contacts.Profile:
 
 def _deduplicate(
     session: Session, pii: Pii, clean: quality.CleanLead, lead_in: s.LeadCreate, at: datetime
-) -> tuple[Contact, s.Deduplication]:
+) -> tuple[Contact, s.Deduplication, Account | None]:
+    """The profile this lead belongs to, what happened to find it, and its account (returned
+    so the caller holds it: the session's identity map is weak, and fit, tenant and
+    territory all read it)."""
+    account = _account(session, clean, lead_in)
     by_email = contacts.get_by_email(session, pii, email=clean.email)
     by_visitor = (
         contacts.get_by_identity(session, kind="anonymous", key=lead_in.anonymous_id.strip())
@@ -191,7 +205,7 @@ def _deduplicate(
             pii,
             profile=_profile(clean),
             stage=Stage.LEAD,
-            account_id=None,
+            account_id=account.id if account else None,
             source="capture",
             at=at,
         )
@@ -212,20 +226,24 @@ def _deduplicate(
         contact = contacts.link_identity(
             session, pii, contact=contact, kind="anonymous", value=lead_in.anonymous_id
         )
-    contact.account_id = contact.account_id or _account_id(session, clean, lead_in)
+    if contact.account_id is None and account is not None:
+        contact.account_id = account.id
+    elif contact.account_id is not None and (account is None or account.id != contact.account_id):
+        account = session.get(Account, contact.account_id)
     flagged = _flag_fuzzy_duplicates(session, pii, contact, clean) if outcome == "created" else []
-    return contact, s.Deduplication(
+    found = s.Deduplication(
         outcome=outcome,
         contact_id=contact.id,
         merged_contact_ids=merged,
         possible_duplicates=flagged,
     )
+    return contact, found, account
 
 
-def _account_id(session: Session, clean: quality.CleanLead, lead_in: s.LeadCreate) -> Any:
+def _account(session: Session, clean: quality.CleanLead, lead_in: s.LeadCreate) -> Account | None:
     if clean.company_domain is None:
         return None
-    account = contacts.get_or_create_account(
+    return contacts.get_or_create_account(
         session,
         domain=clean.company_domain,
         name=clean.company,
@@ -233,7 +251,6 @@ def _account_id(session: Session, clean: quality.CleanLead, lead_in: s.LeadCreat
         employee_count=lead_in.employee_count,
         country=clean.country,
     )
-    return account.id
 
 
 def _flag_fuzzy_duplicates(
@@ -298,16 +315,14 @@ def _scoring_step(contact: Contact, rescored: qualification.Rescore) -> s.Scorin
     )
 
 
-def _lead_for(
-    session: Session, contact: Contact, lead_in: s.LeadCreate, campaign_id: Any, at: datetime
-) -> Lead:
-    lead = session.scalar(select(Lead).where(Lead.contact_id == contact.id))
+def _lead_for(session: Session, contact: Contact, *, new: bool, at: datetime) -> Lead:
+    """The person's lead record (a new person has none yet: no look-up)."""
+    lead = None if new else session.scalar(select(Lead).where(Lead.contact_id == contact.id))
     if lead is None:
-        lead = Lead(contact_id=contact.id, created_at=at, capture_count=0)
+        lead = Lead(id=uuid.uuid4(), contact_id=contact.id, created_at=at, capture_count=0)
         session.add(lead)
     lead.capture_count += 1
     lead.crm_status = "pending"
-    session.flush()
     return lead
 
 
@@ -340,12 +355,25 @@ def _sequences_this_week(session: Session, lead: Lead, at: datetime) -> int:
 
 
 def _follow_up_step(
-    session: Session, lead: Lead, contact: Contact, lead_in: s.LeadCreate, tenant: str, at: datetime
+    session: Session,
+    lead: Lead,
+    contact: Contact,
+    lead_in: s.LeadCreate,
+    tenant: str,
+    at: datetime,
+    *,
+    new: bool,
 ) -> s.FollowUp:
+    """A new person's only consent is the one in this capture and no sequence has run yet,
+    so their checks need no queries."""
     sequence: str | None = None
-    if not contacts.has_consent(session, contact_id=contact.id, purpose="email_marketing"):
+    if new:
+        consented = lead_in.consent is not None and lead_in.consent.email_marketing is True
+    else:
+        consented = contacts.has_consent(session, contact_id=contact.id, purpose="email_marketing")
+    if not consented:
         reason = "no e-mail marketing consent on record: rep task only, no marketing e-mail"
-    elif _sequences_this_week(session, lead, at) >= WEEKLY_MARKETING_CAP:
+    elif not new and _sequences_this_week(session, lead, at) >= WEEKLY_MARKETING_CAP:
         reason = (
             f"frequency cap: {WEEKLY_MARKETING_CAP} marketing sequences in 7 days already "
             "(seed 002 frequency_capping): rep task only"

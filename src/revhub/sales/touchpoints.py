@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from revhub.contacts import service as contacts
-from revhub.contacts.models import Contact
+from revhub.contacts.models import Account, Contact, Identity
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import Stage
 from revhub.core.db import get_or_404, utcnow
@@ -101,11 +101,86 @@ def record(
 
 @dataclass
 class _Batch:
-    """Look-ups shared by the items of one request."""
+    """Look-ups shared by the items of one request, loaded up front in a few queries (and
+    held here: the session's identity map is weak)."""
 
-    campaigns: dict[str, Campaign]
-    touched: dict[uuid.UUID, Contact]
+    campaigns: dict[str, Campaign] = field(default_factory=dict)
+    by_email: dict[str, Contact] = field(default_factory=dict)
+    by_visitor: dict[str, Contact] = field(default_factory=dict)
+    by_id: dict[uuid.UUID, Contact] = field(default_factory=dict)
+    known: dict[str, Touchpoint] = field(default_factory=dict)
+    accounts: dict[uuid.UUID, Account] = field(default_factory=dict)
+    touched: dict[uuid.UUID, Contact] = field(default_factory=dict)
     stored: list[Touchpoint] = field(default_factory=list)
+
+
+def _prefetch(session: Session, pii: Pii, wanted: list[s.TouchpointCreate]) -> _Batch:
+    batch = _Batch()
+    keys = {t.campaign for t in wanted if t.campaign}
+    if keys:
+        found = session.scalars(select(Campaign).where(Campaign.key.in_(keys)))
+        batch.campaigns = {c.key: c for c in found}
+    externals = {t.external_id for t in wanted if t.external_id}
+    if externals:
+        found_tp = session.scalars(select(Touchpoint).where(Touchpoint.external_id.in_(externals)))
+        batch.known = {t.external_id: t for t in found_tp if t.external_id}
+    emails = {pii.email_index(t.email): t.email for t in wanted if t.email and not t.contact_id}
+    visitors = {
+        t.anonymous_id.strip() for t in wanted if t.anonymous_id and not (t.contact_id or t.email)
+    }
+    owners = _identities(session, "email", set(emails)) | _identities(
+        session, "anonymous", visitors
+    )
+    ids = {t.contact_id for t in wanted if t.contact_id} | set(owners.values())
+    people = _live_contacts(session, ids)
+    batch.by_id = people
+    batch.by_email = {
+        k: people[o] for (kind, k), o in owners.items() if kind == "email" and o in people
+    }
+    batch.by_visitor = {
+        k: people[o] for (kind, k), o in owners.items() if kind == "anonymous" and o in people
+    }
+    account_ids = {c.account_id for c in people.values() if c.account_id}
+    if account_ids:
+        batch.accounts = {
+            a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))
+        }
+    return batch
+
+
+def _identities(session: Session, kind: str, keys: set[str]) -> dict[tuple[str, str], uuid.UUID]:
+    if not keys:
+        return {}
+    rows = session.execute(
+        select(Identity.key, Identity.contact_id).where(
+            Identity.kind == kind, Identity.key.in_(keys)
+        )
+    )
+    return {(kind, key): contact_id for key, contact_id in rows}
+
+
+def _live_contacts(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, Contact]:
+    """Contacts by the ids asked for, each mapped to its surviving profile after merges."""
+    found: dict[uuid.UUID, Contact] = {}
+    pending = set(ids)
+    asked: dict[uuid.UUID, uuid.UUID] = {i: i for i in ids}
+    for _hop in range(5):
+        if not pending:
+            break
+        rows = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(pending)))}
+        pending = set()
+        for origin, current in list(asked.items()):
+            row = rows.get(current) or found.get(current)
+            if row is None:
+                continue
+            if row.merged_into_id is None:
+                found[origin] = row
+                del asked[origin]
+            else:
+                asked[origin] = row.merged_into_id
+                pending.add(row.merged_into_id)
+        found |= {c.id: c for c in rows.values() if c.merged_into_id is None}
+    return found
 
 
 def add_touchpoints(
@@ -113,46 +188,53 @@ def add_touchpoints(
 ) -> s.TouchpointBulkResult:
     """Store up to 1,000 touchpoints (each valid one; each bad one reported at its index),
     then rescore every person touched, once."""
-    batch = _Batch(campaigns={}, touched={})
-    results: list[s.TouchpointItem] = []
+    results: dict[int, s.TouchpointItem] = {}
+    wanted: dict[int, s.TouchpointCreate] = {}
     for index, item in enumerate(items):
-        prefix = f"body.touchpoints[{index}]"
         try:
-            tp_in = s.TouchpointCreate.model_validate(item)
-            touchpoint, existing = _add_one(session, pii, tp_in, prefix, batch)
+            wanted[index] = s.TouchpointCreate.model_validate(item)
         except ValidationError as exc:
-            results.append(
-                s.TouchpointItem(index=index, status=422, errors=item_errors(exc, prefix))
+            prefix = f"body.touchpoints[{index}]"
+            results[index] = s.TouchpointItem(
+                index=index, status=422, errors=item_errors(exc, prefix)
             )
-            continue
+    batch = _prefetch(session, pii, list(wanted.values()))
+    for index, tp_in in wanted.items():
+        try:
+            touchpoint, existing = _add_one(
+                session, pii, tp_in, f"body.touchpoints[{index}]", batch
+            )
         except InvalidInput as exc:
             errors = [{"field": e.field, "message": e.message, "type": e.type} for e in exc.errors]
-            results.append(s.TouchpointItem(index=index, status=422, errors=errors))
+            results[index] = s.TouchpointItem(index=index, status=422, errors=errors)
             continue
-        status = 200 if existing else 201
-        results.append(
-            s.TouchpointItem(
-                index=index, status=status, id=touchpoint.id, contact_id=touchpoint.contact_id
-            )
+        results[index] = s.TouchpointItem(
+            index=index,
+            status=200 if existing else 201,
+            id=touchpoint.id,
+            contact_id=touchpoint.contact_id,
         )
-    session.flush()
-    announce(session, batch)
-    rescore_touched(session, batch.touched.values(), now=now or utcnow())
-    accepted = sum(r.status < 300 for r in results)
+    _finish(session, batch, now)
+    ordered = [results[i] for i in range(len(items))]
+    accepted = sum(r.status < 300 for r in ordered)
     return s.TouchpointBulkResult(
-        accepted=accepted, rejected=len(results) - accepted, results=results
+        accepted=accepted, rejected=len(ordered) - accepted, results=ordered
     )
 
 
 def add_touchpoint(
     session: Session, pii: Pii, *, tp_in: s.TouchpointCreate, now: datetime | None = None
 ) -> tuple[Touchpoint, bool]:
-    batch = _Batch(campaigns={}, touched={})
+    batch = _prefetch(session, pii, [tp_in])
     touchpoint, existing = _add_one(session, pii, tp_in, "body", batch)
+    _finish(session, batch, now)
+    return touchpoint, existing
+
+
+def _finish(session: Session, batch: _Batch, now: datetime | None) -> None:
     session.flush()
     announce(session, batch)
     rescore_touched(session, batch.touched.values(), now=now or utcnow())
-    return touchpoint, existing
 
 
 def announce(session: Session, batch: _Batch) -> None:
@@ -160,7 +242,9 @@ def announce(session: Session, batch: _Batch) -> None:
     1,000-item batch is one change to each account's engagement)."""
     by_tenant: dict[str, list[Touchpoint]] = {}
     for touchpoint in batch.stored:
-        tenant = contacts.tenant_of(session, batch.touched[touchpoint.contact_id])
+        account_id = batch.touched[touchpoint.contact_id].account_id
+        account = batch.accounts.get(account_id) if account_id else None
+        tenant = account.domain if account else contacts.NO_ACCOUNT
         by_tenant.setdefault(tenant, []).append(touchpoint)
     for tenant, stored in by_tenant.items():
         outbox.publish(
@@ -194,20 +278,14 @@ def rescore_touched(session: Session, people: Any, *, now: datetime) -> None:
 def _add_one(
     session: Session, pii: Pii, tp_in: s.TouchpointCreate, prefix: str, batch: _Batch
 ) -> tuple[Touchpoint, bool]:
-    if tp_in.external_id is not None:
-        found = session.scalar(
-            select(Touchpoint).where(Touchpoint.external_id == tp_in.external_id)
-        )
-        if found is not None:
-            return found, True
+    if tp_in.external_id is not None and tp_in.external_id in batch.known:
+        return batch.known[tp_in.external_id], True
     campaign = None
     if tp_in.campaign is not None:
         campaign = batch.campaigns.get(tp_in.campaign) or campaign_by_key(
             session, tp_in.campaign, field=f"{prefix}.campaign"
         )
-        if campaign is not None:
-            batch.campaigns[tp_in.campaign] = campaign
-    contact = _person(session, pii, tp_in, prefix)  # last: every check above writes nothing
+    contact = _person(session, pii, tp_in, prefix, batch)  # last: every check above writes nothing
     meta: dict[str, Any] = dict(tp_in.meta)
     if tp_in.content_id:
         meta["content_id"] = tp_in.content_id
@@ -221,32 +299,32 @@ def _add_one(
         meta=meta,
         external_id=tp_in.external_id,
     )
+    if tp_in.external_id is not None:
+        batch.known[tp_in.external_id] = touchpoint
     batch.touched[contact.id] = contact
     batch.stored.append(touchpoint)
     return touchpoint, False
 
 
-def _person(session: Session, pii: Pii, tp_in: s.TouchpointCreate, prefix: str) -> Contact:
+def _person(
+    session: Session, pii: Pii, tp_in: s.TouchpointCreate, prefix: str, batch: _Batch
+) -> Contact:
+    """The person named (prefetched); an anonymous id seen for the first time starts an
+    anonymous profile, which later items of the batch then find."""
     if tp_in.contact_id is not None:
-        found = session.get(Contact, tp_in.contact_id)
+        found = batch.by_id.get(tp_in.contact_id)
         if found is None:
             raise InvalidInput([FieldError(f"{prefix}.contact_id", "no contact with this id")])
-        return contacts.get(session, contact_id=found.id)
+        return found
     if tp_in.email is not None:
-        by_email = contacts.get_by_email(session, pii, email=tp_in.email)
+        by_email = batch.by_email.get(pii.email_index(tp_in.email))
         if by_email is None:
-            raise InvalidInput(
-                [
-                    FieldError(
-                        f"{prefix}.email",
-                        "no contact with this e-mail; capture the lead first or send anonymous_id",
-                    )
-                ]
-            )
+            message = "no contact with this e-mail; capture the lead first or send anonymous_id"
+            raise InvalidInput([FieldError(f"{prefix}.email", message)])
         return by_email
     assert tp_in.anonymous_id is not None
     key = tp_in.anonymous_id.strip()
-    visitor = contacts.get_by_identity(session, kind="anonymous", key=key)
+    visitor = batch.by_visitor.get(key)
     if visitor is None:
         visitor = contacts.create(
             session,
@@ -258,4 +336,5 @@ def _person(session: Session, pii: Pii, tp_in: s.TouchpointCreate, prefix: str) 
             at=tp_in.occurred_at,
         )
         contacts.link_identity(session, pii, contact=visitor, kind="anonymous", value=key)
+        batch.by_visitor[key] = visitor
     return visitor

@@ -22,6 +22,7 @@ from revhub.core.events.envelope import TOPICS, Event, EventMetadata, current_co
 from revhub.core.events.models import OutboxEvent
 
 OUTBOX_LOCK_KEY = 0x72657668  # "revh": the advisory lock that orders publishers
+LOCKED_BY = "revhub.outbox.locked_by"
 
 
 def publish(
@@ -59,13 +60,19 @@ def publish(
             meta=event.metadata.model_dump(mode="json"),
         )
     )
-    session.flush()
     return event
 
 
 def _line_up(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
+    """Take the publishers' lock once per transaction (the row is inserted at the next
+    flush, still inside the transaction and so still behind the lock)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    transaction = session.get_transaction()
+    if transaction is not None and session.info.get(LOCKED_BY) is transaction:
+        return
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
+    session.info[LOCKED_BY] = transaction
 
 
 def to_event(row: OutboxEvent) -> Event:
