@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from revhub.contacts.models import Account, Consent, Contact, Identity, StageChange
@@ -115,11 +116,18 @@ def get_or_create_account(
     employee_count: int | None = None,
     country: str | None = None,
 ) -> Account:
-    """The account of ``domain``; known firmographics fill gaps, never overwrite."""
+    """The account of ``domain``; known firmographics fill gaps, never overwrite.
+
+    Two colleagues signing up at once both find no account: the insert runs in a savepoint,
+    and the one that loses the race reads the winner's row instead of failing."""
     account = session.scalar(select(Account).where(Account.domain == domain))
     if account is None:
-        account = Account(id=uuid.uuid4(), domain=domain, name=name, created_at=utcnow())
-        session.add(account)
+        try:
+            with session.begin_nested():
+                account = Account(id=uuid.uuid4(), domain=domain, name=name, created_at=utcnow())
+                session.add(account)
+        except IntegrityError:
+            account = session.scalars(select(Account).where(Account.domain == domain)).one()
     account.industry = account.industry or industry
     account.employee_count = account.employee_count or employee_count
     account.country = account.country or country
