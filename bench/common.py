@@ -1,9 +1,28 @@
-"""What the benchmarks share: where the repository is and which commit is measured."""
+"""What the benchmarks share: where the repository is and which commit is measured; for
+``lead_capture.py`` and ``bulk_ingest.py`` also a fresh sales hub on SQLite or PostgreSQL,
+realistic leads and touchpoints, seeding through the API, CPU accounting and percentiles."""
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import random
+import re
+import secrets
+import signal
+import socket
+import statistics
 import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,3 +36,750 @@ def git(*args: str) -> str | None:
     except OSError:
         return None
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+# --- a sales hub for lead_capture.py and bulk_ingest.py -----------------------------------
+#
+# One fresh hub per run, on either backend, started as a user runs it:
+#
+# * ``sqlite``: embedded mode, a temporary data directory, ``revhub serve`` with its
+#   embedded worker (the default when no REVHUB_* is set);
+# * ``postgres``: production mode on the database ``bench`` (schema dropped and recreated),
+#   the Redis bus and limiter under a key prefix of its own (deleted after), ``revhub serve``
+#   plus a separate ``revhub worker`` process.
+#
+# REVHUB_* variables of the caller are not passed on: the backend flags decide everything.
+
+BACKENDS = ("sqlite", "postgres")
+DEFAULT_POSTGRES_URL = os.environ.get(
+    "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
+)
+DEFAULT_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+SALES = "/api/v1/integrations/sales"
+UNTHROTTLED_LIMIT = json.dumps({"rate": 100_000, "burst": 100_000})
+KEY_PATTERN = re.compile(r"rhk_[A-Za-z0-9_-]+")
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20.0
+
+
+class HubError(Exception):
+    """The hub could not be started, seeded or stopped cleanly."""
+
+
+@dataclass(frozen=True)
+class SalesHub:
+    backend: str
+    base_url: str
+    api_key: str  # role "sales"
+    server_pid: int
+    worker_pid: int | None  # the separate ``revhub worker`` (PostgreSQL only)
+    workdir: Path
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _hub_env(
+    backend: str, workdir: Path, postgres_url: str, redis_url: str, prefix: str, src: Path | None
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVHUB_")}
+    if src is not None:  # another source tree first on the path (e.g. a `git archive` snapshot)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+    env.update(
+        REVHUB_DATA_DIR=str(workdir / "data"),
+        REVHUB_RATE_LIMIT=UNTHROTTLED_LIMIT,
+        COLUMNS="300",  # rich must not wrap the line holding the key
+        NO_COLOR="1",
+    )
+    if backend == "postgres":
+        env.update(
+            REVHUB_MODE="production",
+            REVHUB_DATABASE_URL=postgres_url,
+            REVHUB_REDIS_URL=redis_url,
+            REVHUB_REDIS_PREFIX=prefix,
+            REVHUB_BUS="redis",
+            **{f"REVHUB_{n}": secrets.token_urlsafe(32) for n in ("JWT_SECRET", "PII_KEY")},
+            REVHUB_AUDIT_KEY=secrets.token_urlsafe(32),
+        )
+    return env
+
+
+def _revhub(*args: str, env: dict[str, str], cwd: Path) -> str:
+    command = [sys.executable, "-m", "revhub", *args]
+    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise HubError(f"`revhub {' '.join(args)}` exited {result.returncode}:\n{result.stderr}")
+    return result.stdout
+
+
+def reset_postgres(url: str) -> None:
+    """Drop and recreate the ``public`` schema of ``url``'s database (creating the database
+    first if it is missing)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}
+            )
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    finally:
+        admin.dispose()
+    engine = create_engine(target, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+
+
+def delete_redis_keys(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (both ``serve`` and ``worker`` stop cleanly on it), SIGKILL if it hangs."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise HubError(f"the server exited with {proc.returncode}:\n{log_tail(log_path)}")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise HubError(f"/readyz not ready after {READY_TIMEOUT_S:g} s:\n{log_tail(log_path)}")
+
+
+def _wait_worker(proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise HubError(f"the worker exited with {proc.returncode}:\n{log_tail(log_path)}")
+        if "worker_started" in log_path.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise HubError(f"the worker did not start in {READY_TIMEOUT_S:g} s:\n{log_tail(log_path)}")
+
+
+@contextmanager
+def sales_hub(
+    backend: str, *, postgres_url: str, redis_url: str, src: Path | None = None
+) -> Iterator[SalesHub]:
+    """A fresh hub on ``backend``: migrated, a ``sales`` API key, ``serve`` (and on
+    PostgreSQL a ``worker``) running; everything stopped and cleaned up afterwards. With
+    ``src``, the hub's processes import ``revhub`` from that directory instead of the
+    installed one."""
+    if backend not in BACKENDS:
+        raise HubError(f"unknown backend {backend!r}; one of {BACKENDS}")
+    prefix = f"bench-sales-{secrets.token_hex(4)}:"
+    with tempfile.TemporaryDirectory(prefix=f"revhub-bench-{backend}-") as tmp, ExitStack() as st:
+        workdir = Path(tmp)
+        env = _hub_env(backend, workdir, postgres_url, redis_url, prefix, src)
+        if backend == "postgres":
+            reset_postgres(postgres_url)
+            st.callback(delete_redis_keys, redis_url, prefix)
+        _revhub("migrate", env=env, cwd=workdir)
+        out = _revhub(
+            "keys", "create", "--name", "bench-sales", "--role", "sales", "--expires-in-days", "1",
+            env=env, cwd=workdir,
+        )  # fmt: skip
+        match = KEY_PATTERN.search(out)
+        if match is None:
+            raise HubError(f"no API key in the output of `revhub keys create`:\n{out}")
+        port = _free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        server_log = workdir / "server.log"
+        log = st.enter_context(server_log.open("wb"))
+        command = [sys.executable, "-m", "revhub", "serve", "--host", "127.0.0.1"]
+        server = subprocess.Popen(
+            [*command, "--port", str(port)], env=env, cwd=workdir, stdout=log, stderr=log
+        )
+        st.callback(_stop, server)
+        worker = None
+        if backend == "postgres":
+            worker_log = workdir / "worker.log"
+            wlog = st.enter_context(worker_log.open("wb"))
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "revhub", "worker"],
+                env=env,
+                cwd=workdir,
+                stdout=wlog,
+                stderr=wlog,
+            )
+            st.callback(_stop, worker)
+            _wait_worker(worker, worker_log)
+        _wait_ready(server, base_url, server_log)
+        yield SalesHub(
+            backend, base_url, match.group(0), server.pid, worker.pid if worker else None, workdir
+        )
+        for proc, path in ((server, server_log), (worker, workdir / "worker.log")):
+            if proc is not None and proc.poll() is not None:
+                raise HubError(f"process {proc.pid} died during the run:\n{log_tail(path)}")
+
+
+# --- realistic sales data -----------------------------------------------------------------
+
+FIRST_NAMES = (
+    "Ada", "Grace", "Alan", "Linus", "Margaret", "Tim", "Barbara", "Dennis", "Frances", "Ken",
+    "Hedy", "John", "Katherine", "Guido", "Radia", "Edsger", "Sophie", "Niklaus", "Anita",
+    "Bjarne", "Lovisa", "Mateo", "Priya", "Chen", "Yuki", "Fatima", "Olu", "Ingrid", "Pedro",
+    "Amara", "Lars", "Zoe", "Rahul", "Elena", "Tomasz", "Mei", "Kwame", "Sara", "Jonas", "Ana",
+)  # fmt: skip
+LAST_NAMES = (
+    "Lovelace", "Hopper", "Turing", "Torvalds", "Hamilton", "Berners-Lee", "Liskov", "Ritchie",
+    "Allen", "Thompson", "Lamarr", "Backus", "Johnson", "van Rossum", "Perlman", "Dijkstra",
+    "Wilson", "Wirth", "Borg", "Stroustrup", "Andersson", "Garcia", "Sharma", "Wang", "Tanaka",
+    "Haddad", "Adeyemi", "Larsen", "Silva", "Okafor", "Nilsen", "Martin", "Gupta", "Petrova",
+    "Nowak", "Li", "Mensah", "Cohen", "Schmidt", "Costa", "O'Brien", "McDonald", "Müller",
+)  # fmt: skip
+COMPANY_WORDS = (
+    "Nord", "Blue", "Apex", "Quantum", "Cedar", "Summit", "Vertex", "Lumen", "Harbor", "Atlas",
+    "Crimson", "Pioneer", "Orbit", "Granite", "Silver", "Aurora", "Beacon", "Cobalt", "Delta",
+    "Evergreen", "Falcon", "Helix", "Iris", "Juniper", "Kestrel", "Lynx", "Meridian", "Nimbus",
+)  # fmt: skip
+COMPANY_KINDS = (
+    "Analytics", "Systems", "Labs", "Software", "Logistics", "Health", "Capital", "Foods",
+    "Robotics", "Media", "Energy", "Retail", "Networks", "Bank", "Motors", "Studio",
+)  # fmt: skip
+LEGAL = ("", "", " Inc.", " GmbH", " Ltd", " LLC", " S.A.", " B.V.", " plc", " AG")
+TLDS = ("com", "com", "io", "de", "co.uk", "fr", "nl", "com.br", "com.au", "co.jp", "in")
+INDUSTRIES = (
+    "software", "fintech", "banking", "healthcare", "manufacturing", "retail", "logistics",
+    "education", "media", "telecommunications", "Software", "FinTech",
+)  # fmt: skip
+TITLES = (
+    "VP Marketing", "Head of Sales", "Software Engineer", "CTO", "Marketing Manager",
+    "Director of Operations", "Chief Revenue Officer", "Data Analyst", "Founder & CEO",
+    "Procurement Lead", "  senior product manager ", "IT Administrator",
+)  # fmt: skip
+COUNTRIES = (  # codes, names and spellings as forms send them; LATAM has no territory
+    "US", "US", "United States", "usa", "CA", "GB", "uk", "United Kingdom", "DE", "Germany",
+    "FR", "france", "NL", "ES", "IT", "SE", "PL", "IE", "CH", "BR", "MX", "Brazil", "AR",
+    "AU", "Japan", "JP", "IN", "India", "SG", "KR", "ZA", "AE", "IL",
+)  # fmt: skip
+FREE_MAIL = ("gmail.com", "outlook.com", "yahoo.com", "hotmail.com", "icloud.com")
+SOURCES = ("website", "webinar", "linkedin", "google_ads", "partner", "event", "content")
+CAPTURE_TYPES = (("form_submission", 0.6), ("email_signup", 0.25), ("webinar_registration", 0.15))
+CAMPAIGNS = (
+    ("spring-launch", "Spring launch", "paid_search"),
+    ("webinar-q2", "Q2 product webinar", "webinar"),
+    ("ebook-guide", "Buyer's guide e-book", "content"),
+    ("newsletter", "Monthly newsletter", "email"),
+    ("linkedin-abm", "LinkedIn ABM", "paid_social"),
+    ("partner-referral", "Partner referrals", "partner"),
+)
+TERRITORIES = (  # name, body; assignment tries the lowest priority number first
+    ("NA Enterprise", {"regions": ["NA"], "min_employees": 1000, "priority": 10}),
+    ("EMEA Financial", {"regions": ["EMEA"], "industries": ["fintech", "banking"], "priority": 20}),
+    ("North America", {"regions": ["NA"]}),
+    ("EMEA", {"regions": ["EMEA"]}),
+    ("APAC", {"regions": ["APAC"]}),
+)
+REPS_PER_TERRITORY = (3, 2, 4, 3, 2)
+
+
+@dataclass(frozen=True)
+class Company:
+    name: str
+    domain: str
+    industry: str
+    employees: int
+    country: str
+
+
+def _companies(rng: random.Random, n: int) -> list[Company]:
+    made: dict[str, Company] = {}
+    while len(made) < n:
+        a, b = rng.choice(COMPANY_WORDS), rng.choice(COMPANY_WORDS)
+        kind = rng.choice(COMPANY_KINDS)
+        base = a if a == b else f"{a}{b.lower()}"
+        domain = f"{base.lower()}-{kind.lower()}.{rng.choice(TLDS)}"
+        if domain in made:
+            continue
+        made[domain] = Company(
+            name=f"{base} {kind}{rng.choice(LEGAL)}",
+            domain=domain,
+            industry=rng.choice(INDUSTRIES),
+            employees=int(10 ** rng.uniform(0.7, 4.8)),
+            country=rng.choice(COUNTRIES),
+        )
+    return list(made.values())
+
+
+def _phones(rng: random.Random) -> dict[str | None, list[str]]:
+    """A few valid numbers per country (national format), and international ones."""
+    import phonenumbers
+
+    found: dict[str | None, list[str]] = {None: []}
+    for region in ("US", "CA", "GB", "DE", "FR", "NL", "ES", "IT", "BR", "AU", "JP", "IN"):
+        example = phonenumbers.example_number(region)
+        if example is None:
+            continue
+        digits = str(example.national_number)
+        numbers = []
+        for _ in range(40):
+            candidate = digits[:-3] + f"{rng.randrange(1000):03d}"
+            parsed = phonenumbers.parse(candidate, region)
+            if phonenumbers.is_valid_number(parsed):
+                numbers.append(candidate)
+                found[None].append(
+                    phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+                )
+        found[region] = numbers or [digits]
+    return found
+
+
+class LeadFactory:
+    """Varied LeadCreate bodies, reproducible from ``seed``.
+
+    Mostly new people (unique e-mails at ~``companies`` companies, some on free mailboxes,
+    names and e-mails in odd cases); ``repeat`` of the calls send again a lead already
+    answered 201 (same e-mail, a field changed: the "updated" path); ``merge`` of them do so
+    with an anonymous visitor id seeded earlier (two profiles become one: "merged"); new
+    leads carry a seeded visitor id (``identified``: the form fill names an anonymous
+    visitor) with probability ``identify`` and a fresh anonymous id with ``fresh_anonymous``.
+    Phone, country, industry, job title, consent and campaign are present on most leads.
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        *,
+        campaigns: Sequence[str],
+        visitors: Sequence[str] = (),
+        companies: int = 2000,
+        repeat: float = 0.10,
+        merge: float = 0.02,
+        identify: float = 0.15,
+        fresh_anonymous: float = 0.10,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.companies = _companies(self.rng, companies)
+        self.phones = _phones(self.rng)
+        self.campaigns = list(campaigns)
+        self.visitors = list(visitors)
+        self.repeat, self.merge = repeat, merge
+        self.identify, self.fresh_anonymous = identify, fresh_anonymous
+        self.answered: list[dict[str, Any]] = []  # bodies answered 201, for repeats
+        self.serial = 0
+        self.token = secrets.token_hex(3)  # e-mails unique across runs on one database
+
+    def confirm(self, body: dict[str, Any]) -> None:
+        """``body`` was answered 201: a later call may send that person again."""
+        self.answered.append(body)
+
+    def next(self) -> tuple[str, dict[str, Any]]:
+        """(kind, body): kind is "new", "repeat" or "merge" (what the body is meant to hit)."""
+        rng = self.rng
+        roll = rng.random()
+        if self.answered and roll < self.merge and self.visitors:
+            body = dict(rng.choice(self.answered), anonymous_id=self.visitors.pop())
+            return "merge", self._touch(body)
+        if self.answered and roll < self.repeat:
+            body = dict(rng.choice(self.answered))
+            body.pop("anonymous_id", None)
+            return "repeat", self._touch(body)
+        return "new", self._new()
+
+    def _touch(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A repeat submission: same person, something new about them."""
+        rng = self.rng
+        body["job_title"] = rng.choice(TITLES)
+        body["capture_type"] = self._capture_type()
+        body["captured_at"] = datetime.now(UTC).isoformat()
+        if rng.random() < 0.5:
+            body["campaign"] = rng.choice(self.campaigns)
+        return body
+
+    def _capture_type(self) -> str:
+        roll, acc = self.rng.random(), 0.0
+        for name, share in CAPTURE_TYPES:
+            acc += share
+            if roll < acc:
+                return name
+        return CAPTURE_TYPES[0][0]
+
+    def _new(self) -> dict[str, Any]:
+        rng = self.rng
+        self.serial += 1
+        company = rng.choice(self.companies)
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        local = re.sub(r"[^a-z0-9.]", "", f"{first}.{last}".lower())
+        free = rng.random() < 0.15
+        domain = rng.choice(FREE_MAIL) if free else company.domain
+        email = f"{local}.{self.token}{self.serial}@{domain}"
+        if rng.random() < 0.1:
+            email = f" {email.title()} "  # typed sloppily: trimmed and lower-cased
+        if rng.random() < 0.05:
+            first, last = first.upper(), last.upper()
+        body: dict[str, Any] = {
+            "capture_type": self._capture_type(),
+            "email": email,
+            "first_name": first,
+            "company": company.name,
+            "captured_at": datetime.now(UTC).isoformat(),
+        }
+        if rng.random() < 0.9:
+            body["last_name"] = last
+        if rng.random() < 0.8:
+            body["job_title"] = rng.choice(TITLES)
+        if rng.random() < 0.85:
+            body["country"] = company.country if rng.random() < 0.8 else rng.choice(COUNTRIES)
+        if rng.random() < 0.6:
+            body["phone"] = self._phone(body.get("country"))
+        if rng.random() < 0.7:
+            body["industry"] = company.industry
+            body["employee_count"] = company.employees
+        if free or rng.random() < 0.3:
+            body["website"] = rng.choice(
+                (f"https://www.{company.domain}/", company.domain, f"http://{company.domain}")
+            )
+        if rng.random() < 0.85:
+            body["lead_source"] = rng.choice(SOURCES)
+        if rng.random() < 0.7:
+            body["campaign"] = rng.choice(self.campaigns)
+        if rng.random() < 0.6:
+            body["consent"] = {
+                "email_marketing": rng.random() < 0.7,
+                "tracking": rng.random() < 0.8,
+            }
+        roll = rng.random()
+        if roll < self.identify and self.visitors:
+            body["anonymous_id"] = self.visitors.pop()
+        elif roll < self.identify + self.fresh_anonymous:
+            body["anonymous_id"] = f"anon-{secrets.token_hex(8)}"
+        return body
+
+    def _phone(self, country: str | None) -> str:
+        rng = self.rng
+        if rng.random() < 0.05:
+            return rng.choice(("12345", "call me", "+1 555"))  # invalid: dropped, reported
+        region = _region(country)
+        if region in self.phones and rng.random() < 0.7:
+            return rng.choice(self.phones[region])
+        return rng.choice(self.phones[None])
+
+
+def _region(country: str | None) -> str | None:
+    if not country:
+        return None
+    names = {"united states": "US", "usa": "US", "united kingdom": "GB", "uk": "GB"}
+    names |= {"germany": "DE", "france": "FR", "brazil": "BR", "japan": "JP", "india": "IN"}
+    key = country.strip().lower()
+    return names.get(key, key.upper() if len(key) == 2 else None)
+
+
+TOUCH_KINDS = (
+    ("email_open", "email", 0.45),
+    ("email_click", "email", 0.25),
+    ("web_session", "web", 0.2),
+    ("content_download", "content", 0.1),
+)
+
+
+def touchpoint(rng: random.Random, campaigns: Sequence[str], **person: str) -> dict[str, Any]:
+    """One TouchpointCreate body for ``person`` (``email=`` / ``anonymous_id=``), within the
+    last 30 days."""
+    roll, acc = rng.random(), 0.0
+    kind, channel = TOUCH_KINDS[0][:2]
+    for k, c, share in TOUCH_KINDS:
+        acc += share
+        if roll < acc:
+            kind, channel = k, c
+            break
+    when = datetime.now(UTC) - timedelta(seconds=rng.uniform(0, 30 * 86_400))
+    body: dict[str, Any] = {
+        **person,
+        "campaign": rng.choice(campaigns),
+        "channel": channel,
+        "kind": kind,
+        "occurred_at": when.isoformat(),
+    }
+    if kind == "content_download":
+        body["content_id"] = f"asset-{rng.randrange(40)}"
+    return body
+
+
+# --- seeding a hub through its API --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seeded:
+    campaigns: list[str]
+    territories: int
+    reps: int
+    visitors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _post(client: Any, path: str, body: dict[str, Any], expect: int) -> Any:
+    response = client.post(f"{SALES}{path}", json=body)
+    if response.status_code != expect:
+        raise HubError(f"POST {path} answered {response.status_code}: {response.text[:500]}")
+    return response.json()
+
+
+def seed_sales(hub: SalesHub, *, visitors: int = 0, seed: int = 7) -> Seeded:
+    """Territories with reps (so assignment really runs), campaigns, and ``visitors``
+    anonymous visitors with a web session or two each (for the "identified" and "merged"
+    paths of lead capture)."""
+    import httpx
+
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    headers = {"X-API-Key": hub.api_key}
+    with httpx.Client(base_url=hub.base_url, headers=headers, timeout=600.0) as client:
+        for key, name, channel in CAMPAIGNS:
+            _post(client, "/campaigns", {"key": key, "name": name, "channel": channel}, 201)
+        reps = 0
+        for (name, body), count in zip(TERRITORIES, REPS_PER_TERRITORY, strict=True):
+            territory = _post(client, "/territories", {"name": name, **body}, 201)
+            for i in range(count):
+                rep = {
+                    "name": f"{name} rep {i + 1}",
+                    "email": f"rep{i + 1}.{territory['id'][:8]}@bench.example",
+                    "territory_id": territory["id"],
+                    "capacity": 1 + i % 3,
+                }
+                _post(client, "/reps", rep, 201)
+                reps += 1
+        ids = [f"visitor-{secrets.token_hex(8)}" for _ in range(visitors)]
+        keys = [k for k, _, _ in CAMPAIGNS]
+        items = []
+        for visitor in ids:
+            items.append(touchpoint(rng, keys, anonymous_id=visitor) | {"kind": "web_session"})
+            if rng.random() < 0.5:
+                items.append(touchpoint(rng, keys, anonymous_id=visitor))
+        for start in range(0, len(items), 1000):
+            result = _post(
+                client, "/touchpoints/bulk", {"touchpoints": items[start : start + 1000]}, 200
+            )
+            if result["rejected"]:
+                raise HubError(f"seeding visitors: {result['rejected']} touchpoints rejected")
+    return Seeded(
+        [k for k, _, _ in CAMPAIGNS],
+        len(TERRITORIES),
+        reps,
+        ids,
+        round(time.perf_counter() - started, 2),
+    )
+
+
+# --- CPU accounting (Linux /proc) ---------------------------------------------------------
+
+
+def _ticks() -> int:
+    return os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy_s() -> float:
+    user, nice, system, _idle, _iowait, irq, softirq = Path("/proc/stat").read_text().split()[1:8]
+    return sum(int(v) for v in (user, nice, system, irq, softirq)) / _ticks()
+
+
+def _proc_stat(pid: int | str) -> tuple[str, float]:
+    """(command name, CPU seconds used so far, all threads) of a process."""
+    head, _, tail = Path(f"/proc/{pid}/stat").read_text().rpartition(")")
+    fields = tail.split()
+    return head.partition("(")[2], (int(fields[11]) + int(fields[12])) / _ticks()
+
+
+def _servers_cpu_s() -> float:
+    """CPU seconds of every PostgreSQL and Redis server process."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                name, seconds = _proc_stat(entry.name)
+            except (OSError, ValueError, IndexError):
+                continue
+            if name.startswith(("postgres", "redis-server")):
+                total += seconds
+    return total
+
+
+class CpuMeter:
+    """CPUs busy between :meth:`start` and :meth:`stop` (1.0 = one CPU throughout): this
+    client, the hub's server, its worker (PostgreSQL only; on SQLite the worker runs inside
+    the server), PostgreSQL + Redis, and anything else."""
+
+    def __init__(self, hub: SalesHub) -> None:
+        self.pids = {"server": hub.server_pid, "worker": hub.worker_pid}
+        self.before: tuple[float, ...] | None = None
+
+    def _read(self) -> tuple[float, ...] | None:
+        try:
+            procs = [_proc_stat(p)[1] if p else 0.0 for p in self.pids.values()]
+            return (_machine_busy_s(), time.perf_counter(), time.process_time(), *procs,
+                    _servers_cpu_s())  # fmt: skip
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def start(self) -> None:
+        self.before = self._read()
+
+    def stop(self) -> dict[str, float] | None:
+        after = self._read()
+        if self.before is None or after is None:
+            return None
+        d = [a - b for a, b in zip(after, self.before, strict=True)]
+        wall = d[1]
+        machine, client, server, worker, servers = d[0], d[2], d[3], d[4], d[5]
+        other = max(0.0, machine - client - server - worker - servers)
+        use = {"client": client, "server": server, "worker": worker, "pg_redis": servers}
+        return {k: round(v / wall, 2) for k, v in (use | {"other": other}).items()}
+
+
+# --- figures and the report ---------------------------------------------------------------
+
+
+def percentiles_ms(seconds: Sequence[float]) -> dict[str, float | None]:
+    """p50/p95/p99/max in ms (linear interpolation, as numpy's default); None without data."""
+    ms = [s * 1000.0 for s in seconds]
+    if len(ms) < 2:
+        v = round(ms[0], 3) if ms else None
+        return {"p50_ms": v, "p95_ms": v, "p99_ms": v, "max_ms": v}
+    cuts = statistics.quantiles(ms, n=100, method="inclusive")
+    return {
+        "p50_ms": round(cuts[49], 3),
+        "p95_ms": round(cuts[94], 3),
+        "p99_ms": round(cuts[98], 3),
+        "max_ms": round(max(ms), 3),
+    }
+
+
+def median_of(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str, float | None]:
+    """The median of each key over the rows that have a figure for it (None if none has)."""
+    found = {k: [r[k] for r in rows if r.get(k) is not None] for k in keys}
+    return {k: round(statistics.median(v), 3) if v else None for k, v in found.items()}
+
+
+def ms_cell(value: float | None, digits: int = 1) -> str:
+    """A figure for a table: '-' where there is none (e.g. no request succeeded)."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def postgres_version(url: str) -> dict[str, str] | None:
+    from sqlalchemy import create_engine, text
+
+    try:
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                return {
+                    "postgresql": str(conn.scalar(text("SHOW server_version"))),
+                    "postgresql_synchronous_commit": str(
+                        conn.scalar(text("SHOW synchronous_commit"))
+                    ),
+                }
+        finally:
+            engine.dispose()
+    except Exception:  # informational only
+        return None
+
+
+def environment(
+    started: datetime, backends: Sequence[str], postgres_url: str, src: Path | None = None
+) -> dict[str, Any]:
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "git_commit": git("rev-parse", "--short", "HEAD"),
+        "git_dirty": None if dirty is None else bool(dirty),
+        "timestamp_utc": started.isoformat(timespec="seconds"),
+        "revhub_src": str(src) if src else "installed (the working tree, if editable)",
+    }
+    if "postgres" in backends:
+        info |= postgres_version(postgres_url) or {}
+    return info
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def py_spy(pids: dict[str, int | None], out_dir: Path | None, label: str) -> Iterator[None]:
+    """With ``out_dir``, record the given processes with py-spy (collapsed stacks, one file
+    each) for as long as the block runs; without, do nothing."""
+    if out_dir is None:
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    exe = Path(sys.executable).with_name("py-spy")
+    procs = []
+    for name, pid in pids.items():
+        if pid is None:
+            continue
+        path = out_dir / f"{label}-{name}.txt"
+        command = [str(exe), "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
+                   "--threads", "--output", str(path)]  # fmt: skip
+        procs.append(
+            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def wait_quiet(limit_s: float = 60.0, busy_below: float = 0.3, window_s: float = 2.0) -> float:
+    """Wait (at most ``limit_s``) until the whole machine keeps fewer than ``busy_below``
+    CPUs busy over ``window_s``: another developer's test run would skew the figures.
+    Returns the last figure seen (CPUs busy)."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        before, started = _machine_busy_s(), time.perf_counter()
+        time.sleep(window_s)
+        busy = (_machine_busy_s() - before) / (time.perf_counter() - started)
+        if busy < busy_below or time.monotonic() >= deadline:
+            return round(busy, 2)
+
+
+OTHER_CPU_WARN = 0.25  # CPUs kept busy by unrelated processes before a run is flagged
