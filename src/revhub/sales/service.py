@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from revhub.contacts import service as contacts
@@ -30,7 +31,7 @@ from revhub.contacts.models import Account, Contact
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import Stage
 from revhub.core.db import utcnow
-from revhub.core.errors import InvalidInput
+from revhub.core.errors import Conflict, InvalidInput
 from revhub.core.events import outbox
 from revhub.core.schemas import item_errors
 from revhub.sales import assignment, merging, qualification, quality, touchpoints
@@ -198,28 +199,7 @@ def _deduplicate(
         if lead_in.anonymous_id
         else None
     )
-    merged: list[Any] = []
-    if by_email is None and by_visitor is None:
-        contact = contacts.create(
-            session,
-            pii,
-            profile=_profile(clean),
-            stage=Stage.LEAD,
-            account_id=account.id if account else None,
-            source="capture",
-            at=at,
-        )
-        outcome = "created"
-    elif by_email is not None and by_visitor is not None and by_email.id != by_visitor.id:
-        older, newer = sorted((by_email, by_visitor), key=lambda c: (c.created_at, str(c.id)))
-        contact = contacts.merge(
-            session, survivor=older, absorbed=newer, reason="anonymous visitor identified by a form"
-        )
-        merged.append(newer.id)
-        outcome = "merged"
-    else:
-        contact = by_email or by_visitor  # type: ignore[assignment]
-        outcome = "updated" if by_email is not None else "identified"
+    contact, outcome, merged = _resolve(session, pii, clean, account, by_email, by_visitor, at)
     if outcome != "created":
         contacts.update_profile(session, pii, contact=contact, profile=_profile(clean))
     if lead_in.anonymous_id:
@@ -238,6 +218,61 @@ def _deduplicate(
         possible_duplicates=flagged,
     )
     return contact, found, account
+
+
+def _resolve(
+    session: Session,
+    pii: Pii,
+    clean: quality.CleanLead,
+    account: Account | None,
+    by_email: Contact | None,
+    by_visitor: Contact | None,
+    at: datetime,
+) -> tuple[Contact, str, list[uuid.UUID]]:
+    """The profile and how it was found: created, updated (same e-mail), identified (an
+    anonymous visitor) or merged (the e-mail and the visitor were two profiles)."""
+    if by_email is None and by_visitor is None:
+        created = _create_unless_twin(session, pii, clean, account, at)
+        if created is not None:
+            return created, "created", []
+        by_email = contacts.get_by_email(session, pii, email=clean.email)
+        if by_email is None:
+            raise Conflict("Another request stored this person at the same moment; retry.")
+    if by_email is not None and by_visitor is not None and by_email.id != by_visitor.id:
+        older, newer = sorted((by_email, by_visitor), key=lambda c: (c.created_at, str(c.id)))
+        reason = "anonymous visitor identified by a form"
+        return (
+            contacts.merge(session, survivor=older, absorbed=newer, reason=reason),
+            "merged",
+            [newer.id],
+        )
+    if by_email is not None:
+        return by_email, "updated", []
+    assert by_visitor is not None
+    return by_visitor, "identified", []
+
+
+def _create_unless_twin(
+    session: Session, pii: Pii, clean: quality.CleanLead, account: Account | None, at: datetime
+) -> Contact | None:
+    """A new profile, or None when a twin request (a double-clicked form) created the same
+    e-mail first: the e-mail identity's unique key decides, inside a savepoint, and the
+    loser then updates the winner's profile instead of failing."""
+    try:
+        with session.begin_nested():
+            contact = contacts.create(
+                session,
+                pii,
+                profile=_profile(clean),
+                stage=Stage.LEAD,
+                account_id=account.id if account else None,
+                source="capture",
+                at=at,
+            )
+            session.flush()
+    except IntegrityError:
+        return None
+    return contact
 
 
 def _account(session: Session, clean: quality.CleanLead, lead_in: s.LeadCreate) -> Account | None:
