@@ -99,6 +99,20 @@ class RateLimited(RevHubError):
         super().__init__(429, "rate-limited", "Too many requests", detail, headers=headers)
 
 
+class Overloaded(RevHubError):
+    """Shed before any work: the request waited too long for a database slot."""
+
+    def __init__(self, waited: float) -> None:
+        super().__init__(
+            503,
+            "overloaded",
+            "Overloaded",
+            f"The hub is busy: this request waited {waited:.1f} s for a database slot and was "
+            "dropped unstarted. Retry after the Retry-After seconds, or send bulk requests.",
+            headers={"Retry-After": "1"},
+        )
+
+
 class ServiceUnavailable(RevHubError):
     def __init__(self, detail: str) -> None:
         super().__init__(503, "unavailable", "Service unavailable", detail)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -27,11 +28,11 @@ from revhub.core.auth import service as auth
 from revhub.core.auth.principal import Principal
 from revhub.core.auth.scopes import ALL_SCOPES, scope_domain
 from revhub.core.db import Database, utcnow
-from revhub.core.errors import Forbidden, RateLimited, RevHubError, Unauthenticated
+from revhub.core.errors import Forbidden, Overloaded, RateLimited, RevHubError, Unauthenticated
 from revhub.core.events.bus import Bus
 from revhub.core.events.consumers import ConsumerRegistry
 from revhub.core.jobs.registry import JobRegistry
-from revhub.core.observability import RATE_LIMITED
+from revhub.core.observability import RATE_LIMITED, SHED
 from revhub.core.ratelimit import Limiter
 from revhub.core.settings import Settings
 
@@ -83,6 +84,12 @@ def _audit_event(request: Request, outcome: str, status: int | None) -> audit.Au
 
 def _request_session(request: Request) -> Iterator[Session]:
     hub = hub_of(request)
+    arrived = getattr(request.state, "arrived", None)
+    if arrived is not None:
+        waited = time.monotonic() - arrived
+        if waited > hub.settings.shed_after_seconds:
+            SHED.inc()
+            raise Overloaded(waited)
     session = hub.db.session_factory()
     try:
         yield session
@@ -112,7 +119,11 @@ DbSession = Annotated[
 
 
 async def audit_problem(request: Request, error: RevHubError) -> None:
-    """Audit a denied request, or a write that failed, in its own transaction."""
+    """Audit a denied request, or a write that failed, in its own transaction. A request
+    shed for load never started, so it is counted in metrics, not written to the database
+    it was shed to protect."""
+    if isinstance(error, Overloaded):
+        return
     if error.status in DENIED:
         outcome = "denied"
     elif request.method in WRITE_METHODS:

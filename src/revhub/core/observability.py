@@ -43,6 +43,11 @@ RATE_LIMITED = Counter(
     ["domain"],
     registry=REGISTRY,
 )
+SHED = Counter(
+    "revhub_shed",
+    "Requests answered 503 unstarted: they waited past REVHUB_SHED_AFTER_SECONDS for a slot.",
+    registry=REGISTRY,
+)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -124,6 +129,7 @@ class RequestContext:
             return
         request_id = request_id_from(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        scope["state"]["arrived"] = time.monotonic()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()

@@ -44,7 +44,7 @@ _DESCRIPTIONS = {
     413: "Body over REVHUB_MAX_BODY_BYTES",
     422: "Invalid input; `errors` names each field",
     429: "Rate limit or quota used up (see Retry-After)",
-    503: "A dependency is unreachable",
+    503: "A dependency is unreachable, or the hub is overloaded (see Retry-After)",
 }
 
 
@@ -57,7 +57,7 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 PUBLIC = problems(400, 413, 422)
-PROTECTED = problems(400, 401, 403, 413, 422, 429)
+PROTECTED = problems(400, 401, 403, 413, 422, 429, 503)
 
 
 CSV = "text/csv"

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     outbox_retention_days: int = Field(default=7, ge=1, le=3650)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    shed_after_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="A request that waited longer for a database slot is answered 503 "
+        "unstarted, so an overloaded hub keeps serving fresh requests",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     host: str = "127.0.0.1"

@@ -1,0 +1,49 @@
+"""An overloaded hub drops requests that waited too long for a database slot, unstarted,
+instead of working on answers their clients have given up on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from revhub.api import create_app
+from revhub.core.audit.models import AuditEntry
+from revhub.core.db import Database
+from revhub.core.observability import REGISTRY
+from revhub.core.settings import Settings
+
+
+def test_a_request_that_waited_too_long_is_shed_unstarted(
+    settings: Settings,
+    db: Database,
+    session: Session,
+    auth_headers: Callable[[str], dict[str, str]],
+) -> None:
+    headers = auth_headers("sales")
+    impatient = create_app(
+        settings.model_copy(update={"shed_after_seconds": 1e-9}), db=db, check_schema=False
+    )
+    audited = session.scalar(select(func.count()).select_from(AuditEntry))
+    shed = REGISTRY.get_sample_value("revhub_shed_total") or 0
+    lead = {"email": "a@b.example", "first_name": "A", "company": "B"}
+    with TestClient(impatient) as client:
+        answer = client.post("/api/v1/integrations/sales/leads", json=lead, headers=headers)
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["Retry-After"] == "1"
+    assert answer.json()["type"].endswith("/overloaded")
+    assert session.scalar(select(func.count()).select_from(AuditEntry)) == audited
+    assert REGISTRY.get_sample_value("revhub_shed_total") == shed + 1
+
+
+def test_a_patient_hub_serves_the_same_request(
+    client: TestClient, auth_headers: Callable[[str], dict[str, str]]
+) -> None:
+    lead = {"email": "a@b.example", "first_name": "A", "company": "B"}
+    answer = client.post(
+        "/api/v1/integrations/sales/leads", json=lead, headers=auth_headers("sales")
+    )
+    assert answer.status_code == 201
