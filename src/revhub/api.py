@@ -98,7 +98,11 @@ def create_app(
     app.state.on_problem = audit_problem
     app.state.metrics_registry = REGISTRY
     problems.install(app)
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=settings.max_body_bytes,
+        max_in_flight=settings.max_in_flight,
+    )
     for router in (
         health_router,
         token_router,

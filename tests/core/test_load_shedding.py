@@ -47,3 +47,48 @@ def test_a_patient_hub_serves_the_same_request(
         "/api/v1/integrations/sales/leads", json=lead, headers=auth_headers("sales")
     )
     assert answer.status_code == 201
+
+
+def test_requests_past_the_in_flight_limit_get_503_at_once() -> None:
+    import asyncio
+
+    from starlette.types import Message, Receive, Scope, Send
+
+    from revhub.core.observability import RequestContext
+
+    release = asyncio.Event()
+
+    async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    edge = RequestContext(slow_app, max_body_bytes=1024, max_in_flight=1)
+
+    async def call() -> list[Message]:
+        sent: list[Message] = []
+        scope = {"type": "http", "method": "GET", "path": "/x", "headers": [], "state": {}}
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await edge(scope, receive, send)
+        return sent
+
+    async def scenario() -> tuple[list[Message], list[Message]]:
+        first = asyncio.create_task(call())
+        await asyncio.sleep(0.01)
+        second = await call()
+        release.set()
+        return await first, second
+
+    first, second = asyncio.run(scenario())
+    assert first[0]["status"] == 200
+    assert second[0]["status"] == 503
+    headers = dict(second[0]["headers"])
+    assert headers[b"content-type"] == b"application/problem+json"
+    assert headers[b"retry-after"] == b"1"
+    assert edge.in_flight == 0

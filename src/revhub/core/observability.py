@@ -119,9 +119,11 @@ def _declared_length(scope: Scope) -> int:
 class RequestContext:
     """Pure ASGI middleware: request id, body-size cap, metrics, access log, rate headers."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_in_flight: int = 0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -149,6 +151,20 @@ class RequestContext:
             await response(scope, receive, send)
             self._observe(scope, status, time.perf_counter() - started)
             return
+        if self.max_in_flight and self.in_flight >= self.max_in_flight:
+            status = 503
+            SHED.inc()
+            busy = RevHubError(
+                503,
+                "overloaded",
+                "Overloaded",
+                f"The hub is busy with {self.in_flight} requests; retry after the Retry-After "
+                "seconds, or send bulk requests.",
+                headers={"Retry-After": "1"},
+            )
+            await problem_response(busy, request_id)(scope, receive, send)
+            self._observe(scope, status, time.perf_counter() - started)
+            return
         if _nul_in_query(scope):
             status = 422
             response = problem_response(
@@ -173,10 +189,12 @@ class RequestContext:
                 message = {**message, "headers": headers}
             await send(message)
 
+        self.in_flight += 1
         try:
             with correlated(request_id):
                 await self.app(scope, self._capped(scope, receive), send_with_headers)
         finally:
+            self.in_flight -= 1
             self._observe(scope, status, time.perf_counter() - started)
 
     def _capped(self, scope: Scope, receive: Receive) -> Receive:

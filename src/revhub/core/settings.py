@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     outbox_retention_days: int = Field(default=7, ge=1, le=3650)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_in_flight: int = Field(
+        default=64,
+        ge=0,
+        description="Requests a process works on at once; more are answered 503 at once "
+        "(0 = no limit)",
+    )
     shed_after_seconds: float = Field(
         default=5.0,
         gt=0,
