@@ -82,7 +82,7 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_in_flight: int = Field(
-        default=64,
+        default=256,
         ge=0,
         description="Requests a process works on at once; more are answered 503 at once "
         "(0 = no limit)",
