@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from revhub.contacts.pii import normalise_email
 from revhub.core.errors import FieldError, InvalidInput
 from revhub.sales.quality import (
     LIKELY_DUPLICATE,
@@ -21,7 +22,6 @@ from revhub.sales.quality import (
     likely_duplicate,
     name_similarity,
     normalise_company,
-    normalise_email,
 )
 
 COMPLETE = RawLead(

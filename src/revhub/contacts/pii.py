@@ -34,7 +34,8 @@ class Pii:
 
 
 def normalise_email(value: str) -> str:
-    """Addresses compare case-insensitively here: ``John@Example.COM`` is ``john@example.com``."""
+    """Addresses compare case-insensitively here: ``John@Example.COM`` is ``john@example.com``
+    (the one spelling blind indexes and the lead data-quality engine use)."""
     return value.strip().lower()
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from revhub.contacts.models import Contact, Identity
 from revhub.contacts.pii import Pii
+from revhub.contacts.service import identity_key
 
 SEALED_FIELDS = ("email_sealed", "phone_sealed", "first_name_sealed", "last_name_sealed")
 BATCH = 500
@@ -84,7 +85,7 @@ def _rotate_identity(pii: Pii, identity: Identity, report: RotationReport) -> No
     if identity.sealed_value is not None and pii.box.is_stale(identity.sealed_value):
         identity.sealed_value = pii.seal(value)
         report.values_resealed += 1
-    wanted = pii.index(identity.kind, value.strip().lower())
+    wanted = identity_key(pii, identity.kind, value)
     if identity.key != wanted:
         identity.key = wanted
         report.indexes_recomputed += 1

@@ -91,6 +91,36 @@ class PerformanceQuery:
         return self.campaign_id is not None or self.channel is not None
 
 
+DEFAULT_PERIOD: Final = timedelta(days=365)
+LONGEST_PERIOD: Final = timedelta(days=3660)
+FIRST_YEAR, LAST_YEAR = 1971, 2200
+
+
+def period_query(
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    now: datetime,
+    campaign_id: uuid.UUID | None = None,
+    channel: str | None = None,
+    granularity: Granularity = "month",
+) -> PerformanceQuery:
+    """The report's period: ``end`` defaults to now and ``start`` to a year before it; years
+    outside 1971-2200 and periods over 10 years are refused (the buckets would run away)."""
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and not FIRST_YEAR <= value.year <= LAST_YEAR:
+            raise InvalidInput(
+                [FieldError(f"query.{name}", f"give a year {FIRST_YEAR}-{LAST_YEAR}")]
+            )
+    until = end or now
+    since = start or until - DEFAULT_PERIOD
+    if until - since > LONGEST_PERIOD:
+        raise InvalidInput([FieldError("query.start", "the period may span at most 10 years")])
+    return PerformanceQuery(
+        start=since, end=until, campaign_id=campaign_id, channel=channel, granularity=granularity
+    )
+
+
 @dataclass(frozen=True)
 class PipelineByCurrency:
     currency: str

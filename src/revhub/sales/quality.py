@@ -3,7 +3,8 @@
 Pure functions, no database and no network: :func:`clean_lead` turns a :class:`RawLead` into a
 :class:`CleanLead` (or raises :class:`InvalidInput` naming every bad field at once), and the
 fuzzy helpers flag leads that are probably the same person at the same company. Exact duplicates
-(same normalised e-mail) are the caller's blind-index look-up, keyed by :func:`normalise_email`.
+(same normalised e-mail) are the caller's blind-index look-up, keyed by
+:func:`revhub.contacts.pii.normalise_email`.
 """
 
 from __future__ import annotations
@@ -124,11 +125,6 @@ class _Notes:
     def changed(self, name: str, before: str, after: str) -> None:
         if before != after:
             self.transformations.append(f"{name}: {before!r} -> {after!r}")
-
-
-def normalise_email(value: str) -> str:
-    """Trimmed and lower-cased: the one spelling blind-index look-ups and matching use."""
-    return value.strip().lower()
 
 
 def email_domain(email: str) -> str:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
 
 from revhub.core.auth.scopes import read, write
 from revhub.core.db import utcnow
-from revhub.core.errors import FieldError, InvalidInput
 from revhub.core.http import DbSession, require
 from revhub.core.pagination import MAX_LIMIT, cursor_field, next_after
 from revhub.core.responses import PROTECTED, csv_response, problems, wants_csv, with_csv
@@ -22,9 +20,6 @@ router = APIRouter(prefix="/api/v1/integrations/sales", tags=["sales"], response
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 READ = require(read("sales"))
 WRITE = require(write("sales"))
-DEFAULT_PERIOD = timedelta(days=365)
-LONGEST_PERIOD = timedelta(days=3660)
-FIRST_YEAR, LAST_YEAR = 1971, 2200
 
 
 @router.post(
@@ -102,18 +97,10 @@ def get_performance(
     """Marketing-sourced and -influenced pipeline, lead velocity (MQLs per period and their
     growth), stage conversion and median time in stage, lead quality by source — for a
     period, optionally one campaign or channel. The README states each rule."""
-    for name, value in (("start", start), ("end", end)):
-        if value is not None and not FIRST_YEAR <= value.year <= LAST_YEAR:
-            raise InvalidInput(
-                [FieldError(f"query.{name}", f"give a year {FIRST_YEAR}-{LAST_YEAR}")]
-            )
-    until: datetime = end or utcnow()
-    since = start or until - DEFAULT_PERIOD
-    if until - since > LONGEST_PERIOD:
-        raise InvalidInput([FieldError("query.start", "the period may span at most 10 years")])
-    query = performance.PerformanceQuery(
-        start=since,
-        end=until,
+    query = performance.period_query(
+        start=start,
+        end=end,
+        now=utcnow(),
         campaign_id=campaign_id,
         channel=channel.value if channel else None,
         granularity=granularity,
