@@ -21,6 +21,7 @@ from revhub.core.events.router import router as events_router
 from revhub.core.health import router as health_router
 from revhub.core.http import Hub, audit_problem
 from revhub.core.jobs.router import router as jobs_router
+from revhub.core.memory import tune_garbage_collector
 from revhub.core.observability import REGISTRY, RequestContext, configure_logging
 from revhub.core.ratelimit import make_limiter
 from revhub.core.settings import Settings, load_settings
@@ -74,6 +75,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tune_garbage_collector()
         if check_schema:
             await run_in_threadpool(ensure_schema, settings, db)
         if settings.mode != "embedded" or not settings.embedded_worker:

@@ -141,6 +141,7 @@ def demo(
     from rich.progress import Progress
 
     from revhub.contacts.pii import pii_for
+    from revhub.core.memory import tune_garbage_collector
     from revhub.demo import DemoCompany, already_loaded
 
     with _hub() as (settings, db):
@@ -150,6 +151,7 @@ def demo(
             out.print("Demo data is already here; not adding it twice.")
         else:
             company = DemoCompany(pii_for(settings), seed=seed, people=people)
+            tune_garbage_collector()
             with Progress(console=out) as bar:
                 task = bar.add_task("12 months of marketing", total=365)
                 report = company.run(db, progress=lambda n: bar.advance(task, n))
@@ -178,6 +180,7 @@ def worker() -> None:
     import signal
     import threading
 
+    from revhub.core.memory import tune_garbage_collector
     from revhub.core.observability import configure_logging
     from revhub.worker import build_worker
 
@@ -187,6 +190,7 @@ def worker() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         the_worker = build_worker(settings, db)
+        tune_garbage_collector()
         out.print(f"RevHub worker {the_worker.name} ({settings.bus} bus); Ctrl-C stops it.")
         the_worker.run(stop)
 

@@ -117,6 +117,45 @@ def test_the_same_person_twice_in_one_batch_is_one_profile(
     assert contact_count(client, sales) == 1
 
 
+def test_a_batch_sees_what_its_earlier_leads_did(client: TestClient, sales: dict[str, str]) -> None:
+    """The batch reads people, consent and sequences once up front; each lead must still see
+    the people, identities, consent and sequences the leads before it created."""
+    visitor = unique("visitor-")
+    consenting = {"consent": {"email_marketing": True}}
+    items = [
+        lead_at("batch-one.example", anonymous_id=visitor),
+        *(lead_at("batch-one.example", capture_type="webinar_registration", **consenting),) * 4,
+        lead_at("batch-one.example", local="sam"),
+        lead_at("batch-one.example", local="sam", anonymous_id=visitor),
+    ]
+    answer = created(client.post(f"{LEADS}/bulk", json={"leads": items}, headers=sales), 200)
+    results = [r["result"] for r in answer["results"]]
+    outcomes = [r["steps"]["deduplication"]["outcome"] for r in results]
+    assert outcomes == ["created", "updated", "updated", "updated", "updated", "created", "merged"]
+    assert len({r["contact_id"] for r in results[:5]}) == 1
+    assert results[6]["contact_id"] == results[0]["contact_id"]
+    assert results[6]["steps"]["deduplication"]["merged_contact_ids"] == [results[5]["contact_id"]]
+    sequences = [r["steps"]["follow_up"]["sequence"] for r in results]
+    assert sequences[0] is None  # no consent yet
+    assert sequences[1:4] == ["nurture:webinar_registration"] * 3
+    assert sequences[4] is None and "frequency cap" in results[4]["steps"]["follow_up"]["reason"]
+    assert contact_count(client, sales) == 1
+
+
+def test_a_batch_flags_a_colleague_it_created_itself(
+    client: TestClient, sales: dict[str, str]
+) -> None:
+    items = [
+        lead(email="ada@twins.example", company="Twins Ltd"),
+        lead(email="a.lovelace@twins.example", company="Twins Limited"),
+    ]
+    answer = created(client.post(f"{LEADS}/bulk", json={"leads": items}, headers=sales), 200)
+    first, second = (r["result"] for r in answer["results"])
+    flagged = second["steps"]["deduplication"]["possible_duplicates"]
+    assert [f["contact_id"] for f in flagged] == [first["contact_id"]]
+    assert first["steps"]["deduplication"]["possible_duplicates"] == []
+
+
 def test_an_item_that_is_not_an_object_is_refused_alone(
     client: TestClient, sales: dict[str, str]
 ) -> None:

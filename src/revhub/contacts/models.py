@@ -5,6 +5,10 @@ keyed blind indexes (``Identity.key`` for e-mail, ``Contact.phone_index``), neve
 The company name and the e-mail's domain say which company, not which person, and stay
 readable: ``company_key`` (normalised name) drives the fuzzy duplicate check,
 ``email_domain`` the business-email fit.
+
+The many-to-one ``relationship``s here and in the domains above are never loaded
+(``lazy="raise"``): they tell the unit of work to insert a person before the rows that
+point at them when a batch writes both in one flush.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from revhub.core.db import Base, Timestamped, utcnow
 
@@ -66,6 +70,7 @@ class Identity(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"), index=True)
+    contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     kind: Mapped[str] = mapped_column(String(32))
     key: Mapped[str] = mapped_column(String(255))
     sealed_value: Mapped[str | None] = mapped_column(Text)
@@ -80,6 +85,7 @@ class StageChange(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"), index=True)
+    contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     from_stage: Mapped[str | None] = mapped_column(String(16))
     to_stage: Mapped[str] = mapped_column(String(16))
     changed_at: Mapped[datetime]
@@ -96,6 +102,7 @@ class Consent(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"))
+    contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     purpose: Mapped[str] = mapped_column(String(32))
     granted: Mapped[bool] = mapped_column(Boolean)
     source: Mapped[str] = mapped_column(String(200))

@@ -8,9 +8,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from revhub.contacts.models import Account, Consent, Contact, Identity, StageChange
@@ -116,22 +118,53 @@ def get_or_create_account(
     employee_count: int | None = None,
     country: str | None = None,
 ) -> Account:
-    """The account of ``domain``; known firmographics fill gaps, never overwrite.
+    """The account of ``domain``; known firmographics fill gaps, never overwrite."""
+    account = get_or_create_accounts(session, names={domain: name})[domain]
+    fill_account(account, industry=industry, employee_count=employee_count, country=country)
+    return account
 
-    Two colleagues signing up at once both find no account: the insert runs in a savepoint,
-    and the one that loses the race reads the winner's row instead of failing."""
-    account = session.scalar(select(Account).where(Account.domain == domain))
-    if account is None:
-        try:
-            with session.begin_nested():
-                account = Account(id=uuid.uuid4(), domain=domain, name=name, created_at=utcnow())
-                session.add(account)
-        except IntegrityError:
-            account = session.scalars(select(Account).where(Account.domain == domain)).one()
+
+def get_or_create_accounts(session: Session, *, names: dict[str, str]) -> dict[str, Account]:
+    """The accounts of many domains (``{domain: name}``) in two statements: the missing ones
+    are inserted at once, and the rows are read back.
+
+    Two colleagues signing up at once both find no account: the insert skips a domain that
+    another transaction stored meanwhile (``ON CONFLICT DO NOTHING``), and both read the
+    winner's row instead of failing."""
+    if not names:
+        return {}
+    query = select(Account).where(Account.domain.in_(names))
+    found = {a.domain: a for a in session.scalars(query)}
+    missing = [d for d in names if d not in found]
+    if missing:
+        now = utcnow()
+        rows = [
+            {"id": uuid.uuid4(), "domain": d, "name": names[d][:200], "created_at": now}
+            for d in missing
+        ]
+        session.execute(_insert_new(session, Account).values(rows))
+        found |= {a.domain: a for a in session.scalars(query.where(Account.domain.in_(missing)))}
+    return found
+
+
+def _insert_new(session: Session, model: type[Account]) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING`` in the session's dialect."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return insert(model).on_conflict_do_nothing()
+
+
+def fill_account(
+    account: Account,
+    *,
+    industry: str | None,
+    employee_count: int | None,
+    country: str | None,
+) -> None:
+    """Firmographics are first-come: a value fills a gap and never overwrites one."""
     account.industry = account.industry or industry
     account.employee_count = account.employee_count or employee_count
     account.country = account.country or country
-    return account
 
 
 def create(
@@ -157,7 +190,7 @@ def create(
     session.add(contact)
     update_profile(session, pii, contact=contact, profile=replace(profile, email=None))
     if profile.email is not None:
-        _set_email(pii, contact, profile.email)
+        seal_email(pii, contact, profile.email)
         session.add(_identity(pii, contact, "email", profile.email))
     session.add(
         StageChange(
@@ -175,7 +208,7 @@ def create(
 def update_profile(session: Session, pii: Pii, *, contact: Contact, profile: Profile) -> None:
     """Apply what ``profile`` gives; a new e-mail becomes one more identity of the contact."""
     if profile.email is not None:
-        _set_email(pii, contact, profile.email)
+        seal_email(pii, contact, profile.email)
         link_identity(session, pii, contact=contact, kind="email", value=profile.email)
     if profile.phone is not None:
         contact.phone_sealed = pii.seal(profile.phone)
@@ -195,7 +228,13 @@ def identity_key(pii: Pii, kind: str, value: str) -> str:
     return pii.email_index(value) if kind == "email" else value.strip()
 
 
-def _set_email(pii: Pii, contact: Contact, email: str) -> None:
+def add_identity(session: Session, pii: Pii, *, contact: Contact, kind: str, value: str) -> None:
+    """Attach an identity the caller has already looked up and found free (a batch that
+    prefetched its identities); ``link_identity`` is the form that looks and merges."""
+    session.add(_identity(pii, contact, kind, value))
+
+
+def seal_email(pii: Pii, contact: Contact, email: str) -> None:
     contact.email_sealed = pii.seal(email)
     contact.email_domain = email.rsplit("@", 1)[-1].lower()
 
@@ -228,6 +267,46 @@ def link_identity(
     survivor, absorbed = sorted((owner, contact), key=lambda c: (c.created_at, str(c.id)))
     merge(session, survivor=survivor, absorbed=absorbed, reason=f"shared {kind} identity")
     return survivor
+
+
+def identity_owners(
+    session: Session, kind: str, keys: set[str]
+) -> dict[tuple[str, str], uuid.UUID]:
+    """``{(kind, key): contact id}`` for the keys of ``kind`` that name someone, in one query
+    (the owner may since have been merged: ``live_contacts`` follows that)."""
+    if not keys:
+        return {}
+    rows = session.execute(
+        select(Identity.key, Identity.contact_id).where(
+            Identity.kind == kind, Identity.key.in_(keys)
+        )
+    )
+    return {(kind, key): contact_id for key, contact_id in rows}
+
+
+def live_contacts(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, Contact]:
+    """Contacts by the ids asked for, each mapped to its surviving profile after merges (one
+    query per hop of a merge chain)."""
+    found: dict[uuid.UUID, Contact] = {}
+    pending = set(ids)
+    asked: dict[uuid.UUID, uuid.UUID] = {i: i for i in ids}
+    for _hop in range(5):
+        if not pending:
+            break
+        rows = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(pending)))}
+        pending = set()
+        for origin, current in [*asked.items()]:
+            row = rows.get(current) or found.get(current)
+            if row is None:
+                continue
+            if row.merged_into_id is None:
+                found[origin] = row
+                del asked[origin]
+            else:
+                asked[origin] = row.merged_into_id
+                pending.add(row.merged_into_id)
+        found |= {c.id: c for c in rows.values() if c.merged_into_id is None}
+    return found
 
 
 def merge(session: Session, *, survivor: Contact, absorbed: Contact, reason: str) -> Contact:

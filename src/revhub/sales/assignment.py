@@ -70,27 +70,39 @@ def matches(territory: Territory, facts: LeadFacts) -> bool:
     return territory.max_employees is None or (size is not None and size <= territory.max_employees)
 
 
-def matching_territories(session: Session, facts: LeadFacts) -> list[Territory]:
-    ordered = session.scalars(select(Territory).order_by(Territory.priority, Territory.name))
-    return [t for t in ordered if matches(t, facts)]
+@dataclass
+class Roster:
+    """Territories in priority order and every rep, read once for a batch of assignments. On
+    PostgreSQL the reps are locked until the transaction ends, so two batches never hand
+    out the same turn (SQLite runs one writer at a time)."""
+
+    territories: list[Territory]
+    reps: dict[uuid.UUID, SalesRep]
+
+    def matching(self, facts: LeadFacts) -> list[Territory]:
+        return [t for t in self.territories if matches(t, facts)]
+
+    def territory(self, territory_id: uuid.UUID | None) -> Territory | None:
+        return next((t for t in self.territories if t.id == territory_id), None)
+
+    def next_rep(self, territory: Territory, *, exclude: uuid.UUID | None) -> SalesRep | None:
+        """The active rep with the fewest leads per unit of capacity (ties: oldest rep)."""
+        reps = [
+            r
+            for r in self.reps.values()
+            if r.territory_id == territory.id and r.active and r.capacity > 0 and r.id != exclude
+        ]
+        if not reps:
+            return None
+        return min(reps, key=lambda r: (r.assigned_count + 1) / r.capacity)
 
 
-def next_rep(
-    session: Session, territory: Territory, *, exclude: uuid.UUID | None
-) -> SalesRep | None:
-    """The active rep with the fewest leads per unit of capacity (ties: oldest rep)."""
-    query = (
-        select(SalesRep)
-        .where(
-            SalesRep.territory_id == territory.id, SalesRep.active.is_(True), SalesRep.capacity > 0
-        )
-        .order_by(SalesRep.created_at, SalesRep.id)
-        .with_for_update()
+def roster(session: Session) -> Roster:
+    territories = session.scalars(select(Territory).order_by(Territory.priority, Territory.name))
+    reps = session.scalars(
+        select(SalesRep).order_by(SalesRep.created_at, SalesRep.id).with_for_update()
     )
-    reps = [r for r in session.scalars(query) if r.id != exclude]
-    if not reps:
-        return None
-    return min(reps, key=lambda r: (r.assigned_count + 1) / r.capacity)
+    return Roster(list(territories), {r.id: r for r in reps})
 
 
 @dataclass
@@ -103,11 +115,18 @@ class Assigned:
 
 
 def assign(
-    session: Session, *, lead: Lead, facts: LeadFacts, exclude: uuid.UUID | None = None
+    session: Session,
+    *,
+    lead: Lead,
+    facts: LeadFacts,
+    exclude: uuid.UUID | None = None,
+    team: Roster | None = None,
 ) -> Assigned:
-    """Give ``lead`` an owner by the rules above (or queue it), and record why."""
-    for territory in matching_territories(session, facts):
-        rep = next_rep(session, territory, exclude=exclude)
+    """Give ``lead`` an owner by the rules above (or queue it), and record why. ``team`` is
+    the roster a batch read once; without it the roster is read for this lead."""
+    team = team or roster(session)
+    for territory in team.matching(facts):
+        rep = team.next_rep(territory, exclude=exclude)
         if rep is not None:
             rep.assigned_count += 1
             reason = f"territory {territory.name!r}, weighted round-robin (capacity {rep.capacity})"
@@ -263,9 +282,11 @@ def update_rep(
 
 def reassign_leads(session: Session, *, rep: SalesRep, now: datetime) -> int:
     leads = open_leads(session, rep_id=rep.id)
+    team = roster(session)
     for lead in leads:
         contact = contacts.get(session, contact_id=lead.contact_id)
-        made = assign(session, lead=lead, facts=lead_facts(session, contact), exclude=rep.id)
+        facts = lead_facts(session, contact)
+        made = assign(session, lead=lead, facts=facts, exclude=rep.id, team=team)
         why = f"{rep.name} left the territory or was deactivated; {made.assignment.reason}"
         made.assignment.reason = why[:500]
         announce(session, lead, made, contacts.tenant_of(session, contact), now)

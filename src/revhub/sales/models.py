@@ -1,5 +1,8 @@
 """The sales pipeline's tables: leads and their captures, scores, campaigns, touchpoints,
-reps and territories, assignments, opportunities, duplicate reviews and notifications."""
+reps and territories, assignments, opportunities, duplicate reviews and notifications.
+
+The ``contact`` and ``lead`` relationships are never loaded (``lazy="raise"``); they order
+a batch's inserts (person, then lead, then what points at them) within one flush."""
 
 from __future__ import annotations
 
@@ -9,8 +12,9 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from revhub.contacts.models import Contact
 from revhub.core.db import Base, Money, Timestamped, utcnow
 
 
@@ -41,6 +45,7 @@ class Touchpoint(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     external_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"))
+    contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     campaign_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("campaign.id"))
     channel: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(32))
@@ -56,6 +61,7 @@ class Lead(Timestamped, Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"), unique=True)
+    contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     capture_count: Mapped[int] = mapped_column(default=0)
     owner_rep_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sales_rep.id"), index=True)
     territory_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("territory.id"))
@@ -71,6 +77,7 @@ class LeadCapture(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     lead_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lead.id"), index=True)
+    lead: Mapped[Lead] = relationship(lazy="raise")
     capture_type: Mapped[str] = mapped_column(String(32))
     campaign_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("campaign.id"))
     captured_at: Mapped[datetime]
@@ -83,6 +90,7 @@ class LeadScore(Base):
     __tablename__ = "lead_score"
 
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"), primary_key=True)
+    contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     fit: Mapped[int] = mapped_column(default=0)
     engagement: Mapped[int] = mapped_column(default=0)
     total: Mapped[int] = mapped_column(default=0)
@@ -101,6 +109,7 @@ class ScoreChange(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"), index=True)
+    contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     changed_at: Mapped[datetime]
     fit: Mapped[int]
     engagement: Mapped[int]
@@ -158,6 +167,7 @@ class Assignment(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     lead_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lead.id"), index=True)
+    lead: Mapped[Lead] = relationship(lazy="raise")
     rep_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sales_rep.id"))
     territory_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("territory.id"))
     reason: Mapped[str] = mapped_column(String(500))
@@ -193,7 +203,9 @@ class DuplicateReview(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"))
+    contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     candidate_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"))
+    candidate: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[candidate_id])
     similarity: Mapped[float]
     status: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -208,6 +220,7 @@ class SalesNotification(Base):
     event_id: Mapped[uuid.UUID] = mapped_column(unique=True)
     kind: Mapped[str] = mapped_column(String(32))
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"), index=True)
+    contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     rep_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sales_rep.id"))
     message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -91,6 +91,7 @@ class Rescore:
     score: Score
     became_mql: bool
     changed: bool
+    stored: LeadScore
 
 
 def rescore(
@@ -113,7 +114,7 @@ def rescore(
     account_ids = [c.account_id for c in pairs if c.account_id is not None]
     held = _by_id(session, Account, Account.id, account_ids)  # noqa: F841 (kept in the map)
     return {
-        contact.id: _store(
+        contact.id: store_score(
             session,
             contact,
             scores.get(contact.id),
@@ -138,7 +139,7 @@ def _by_id(session: Session, model: Any, column: Any, ids: Sequence[Any]) -> dic
     }
 
 
-def _store(
+def store_score(
     session: Session,
     contact: Contact,
     current: LeadScore | None,
@@ -149,6 +150,9 @@ def _store(
     now: datetime,
     model: ActiveModel,
 ) -> Rescore:
+    """Score ``contact`` from facts and activities the caller has read (``current``: its
+    stored score, None for a person never scored), keep the change with its reasons, and
+    qualify them as an MQL when they cross the line."""
     result = compute(model.document, facts, acts, now)
     if current is None:
         current = LeadScore(contact_id=contact.id, total=0, fit=0, engagement=0)
@@ -198,7 +202,7 @@ def _store(
     became_mql = result.is_mql and contact.stage == Stage.LEAD
     if became_mql:
         _qualify(session, contact, result, now)
-    return Rescore(result, became_mql, changed)
+    return Rescore(result, became_mql, changed, current)
 
 
 def _qualify(session: Session, contact: Contact, result: Score, now: datetime) -> None:

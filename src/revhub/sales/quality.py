@@ -320,6 +320,12 @@ def normalise_company(name: str) -> str:
     return " ".join(words)
 
 
+def company_key(name: str) -> str | None:
+    """The key colleagues share (``Contact.company_key``): the normalised name, at most
+    200 characters; None when nothing is left."""
+    return normalise_company(name)[:200] or None
+
+
 def name_similarity(first_a: str, last_a: str | None, first_b: str, last_b: str | None) -> float:
     """0..100, token-sort ratio of casefolded full names, so word order does not matter."""
     a = " ".join(f"{first_a} {last_a or ''}".casefold().split())

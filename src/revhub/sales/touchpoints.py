@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from revhub.contacts import service as contacts
-from revhub.contacts.models import Account, Contact, Identity
+from revhub.contacts.models import Account, Contact
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import Stage
 from revhub.core.db import get_or_404, utcnow
@@ -42,6 +42,13 @@ def campaign_by_key(session: Session, key: str | None, *, field: str) -> Campaig
     if found is None:
         raise InvalidInput([FieldError(field, f"no campaign with key {key!r}; create it first")])
     return found
+
+
+def campaigns_by_key(session: Session, keys: set[str]) -> dict[str, Campaign]:
+    """The campaigns among ``keys``, in one query (a key that names none is left out)."""
+    if not keys:
+        return {}
+    return {c.key: c for c in session.scalars(select(Campaign).where(Campaign.key.in_(keys)))}
 
 
 def create_campaign(session: Session, *, campaign_in: s.CampaignCreate) -> Campaign:
@@ -116,10 +123,7 @@ class _Batch:
 
 def _prefetch(session: Session, pii: Pii, wanted: list[s.TouchpointCreate]) -> _Batch:
     batch = _Batch()
-    keys = {t.campaign for t in wanted if t.campaign}
-    if keys:
-        found = session.scalars(select(Campaign).where(Campaign.key.in_(keys)))
-        batch.campaigns = {c.key: c for c in found}
+    batch.campaigns = campaigns_by_key(session, {t.campaign for t in wanted if t.campaign})
     externals = {t.external_id for t in wanted if t.external_id}
     if externals:
         found_tp = session.scalars(select(Touchpoint).where(Touchpoint.external_id.in_(externals)))
@@ -128,11 +132,11 @@ def _prefetch(session: Session, pii: Pii, wanted: list[s.TouchpointCreate]) -> _
     visitors = {
         t.anonymous_id.strip() for t in wanted if t.anonymous_id and not (t.contact_id or t.email)
     }
-    owners = _identities(session, "email", set(emails)) | _identities(
+    owners = contacts.identity_owners(session, "email", set(emails)) | contacts.identity_owners(
         session, "anonymous", visitors
     )
     ids = {t.contact_id for t in wanted if t.contact_id} | set(owners.values())
-    people = _live_contacts(session, ids)
+    people = contacts.live_contacts(session, ids)
     batch.by_id = people
     batch.by_email = {
         k: people[o] for (kind, k), o in owners.items() if kind == "email" and o in people
@@ -146,41 +150,6 @@ def _prefetch(session: Session, pii: Pii, wanted: list[s.TouchpointCreate]) -> _
             a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))
         }
     return batch
-
-
-def _identities(session: Session, kind: str, keys: set[str]) -> dict[tuple[str, str], uuid.UUID]:
-    if not keys:
-        return {}
-    rows = session.execute(
-        select(Identity.key, Identity.contact_id).where(
-            Identity.kind == kind, Identity.key.in_(keys)
-        )
-    )
-    return {(kind, key): contact_id for key, contact_id in rows}
-
-
-def _live_contacts(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, Contact]:
-    """Contacts by the ids asked for, each mapped to its surviving profile after merges."""
-    found: dict[uuid.UUID, Contact] = {}
-    pending = set(ids)
-    asked: dict[uuid.UUID, uuid.UUID] = {i: i for i in ids}
-    for _hop in range(5):
-        if not pending:
-            break
-        rows = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(pending)))}
-        pending = set()
-        for origin, current in list(asked.items()):
-            row = rows.get(current) or found.get(current)
-            if row is None:
-                continue
-            if row.merged_into_id is None:
-                found[origin] = row
-                del asked[origin]
-            else:
-                asked[origin] = row.merged_into_id
-                pending.add(row.merged_into_id)
-        found |= {c.id: c for c in rows.values() if c.merged_into_id is None}
-    return found
 
 
 def add_touchpoints(
@@ -335,6 +304,6 @@ def _person(
             source="touchpoint",
             at=tp_in.occurred_at,
         )
-        contacts.link_identity(session, pii, contact=visitor, kind="anonymous", value=key)
+        contacts.add_identity(session, pii, contact=visitor, kind="anonymous", value=key)
         batch.by_visitor[key] = visitor
     return visitor

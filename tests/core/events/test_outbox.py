@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from revhub.core.db import Database
@@ -10,7 +11,8 @@ from revhub.core.errors import InvalidInput
 from revhub.core.events.bus import Bus
 from revhub.core.events.consumers import Consumer
 from revhub.core.events.envelope import correlated
-from revhub.core.events.outbox import publish
+from revhub.core.events.models import OutboxEvent
+from revhub.core.events.outbox import held_until_done, publish
 from tests.eventing import applied, deliver_all
 
 
@@ -65,6 +67,39 @@ def test_events_of_a_rolled_back_transaction_are_never_delivered(
     assert deliver_all(bus, effect_consumer) == 1
     with db.transaction() as session:
         assert applied(session) == [(str(kept.event_id), "real")]
+
+
+def test_events_held_for_a_batch_keep_publishing_order_and_vanish_with_it(
+    db: Database, bus: Bus, effect_consumer: Consumer
+) -> None:
+    def event(session: Session, n: int) -> tuple[str, str]:
+        published = publish(
+            session, topic="lead-capture", event_type="lead.scored", tenant_id="held", payload={}
+        )
+        return str(published.event_id), f"{n}"
+
+    def stored(session: Session) -> int:
+        return session.scalar(select(func.count()).select_from(OutboxEvent)) or 0
+
+    with db.transaction() as session:
+        order = [event(session, 0)]
+        with held_until_done(session):
+            before = stored(session)
+            order += [event(session, n) for n in (1, 2, 3)]
+            assert stored(session) == before
+        assert stored(session) == before + 3
+        order.append(event(session, 4))
+
+        def failing_batch() -> None:
+            with held_until_done(session):
+                event(session, 5)
+                raise RuntimeError("the batch failed after publishing")
+
+        with pytest.raises(RuntimeError):
+            failing_batch()
+    assert deliver_all(bus, effect_consumer) == 5
+    with db.transaction() as session:
+        assert [event_id for event_id, _ in applied(session)] == [e for e, _ in order]
 
 
 def test_each_tenant_sees_its_events_in_order(

@@ -9,11 +9,12 @@ before inserting, on SQLite the database's single writer lock already does it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from revhub.core.db import utcnow
@@ -23,6 +24,7 @@ from revhub.core.events.models import OutboxEvent
 
 OUTBOX_LOCK_KEY = 0x72657668  # "revh": the advisory lock that orders publishers
 LOCKED_BY = "revhub.outbox.locked_by"
+HELD = "revhub.outbox.held"
 
 
 def publish(
@@ -48,19 +50,44 @@ def publish(
         payload=payload,
         metadata=EventMetadata(correlation_id=correlation_id or current_correlation_id()),
     )
+    row = {
+        "event_id": event.event_id,
+        "topic": topic,
+        "event_type": event_type,
+        "tenant_id": tenant_id,
+        "occurred_at": event.timestamp,
+        "payload": event.model_dump(mode="json")["payload"],
+        "meta": event.metadata.model_dump(mode="json"),
+    }
+    held = session.info.get(HELD)
+    if held is not None:
+        held.append(row)
+        return event
     _line_up(session)
-    session.add(
-        OutboxEvent(
-            event_id=event.event_id,
-            topic=topic,
-            event_type=event_type,
-            tenant_id=tenant_id,
-            occurred_at=event.timestamp,
-            payload=event.model_dump(mode="json")["payload"],
-            meta=event.metadata.model_dump(mode="json"),
-        )
-    )
+    session.add(OutboxEvent(**row))
     return event
+
+
+@contextmanager
+def held_until_done(session: Session) -> Iterator[None]:
+    """Publish what the block publishes in one multi-row INSERT when it ends, or nothing if
+    it raises. For batch work that publishes thousands of events: as ORM rows each would be
+    an ``INSERT … RETURNING seq`` of its own. Events published earlier in the transaction
+    are flushed first, so ``seq`` still follows publishing order, and on PostgreSQL the
+    publishers' lock is taken only for the INSERT at the end, not for the whole batch."""
+    if session.info.get(HELD) is not None:
+        yield
+        return
+    session.flush()
+    held: list[dict[str, Any]] = []
+    session.info[HELD] = held
+    try:
+        yield
+    finally:
+        del session.info[HELD]
+    if held:
+        _line_up(session)
+        session.execute(insert(OutboxEvent), held)
 
 
 def _line_up(session: Session) -> None:
