@@ -142,6 +142,36 @@ def test_a_batch_sees_what_its_earlier_leads_did(client: TestClient, sales: dict
     assert contact_count(client, sales) == 1
 
 
+def test_a_batch_merges_into_an_older_anonymous_visitor(
+    client: TestClient, sales: dict[str, str]
+) -> None:
+    """The visitor browsed first (older, anonymous, never scored), the e-mail was captured
+    later; a form that names both merges them into the visitor's profile, which gets its
+    first score mid-batch, and the next lead of the batch finds the survivor."""
+    visitor = unique("browser-")
+    touch = {"anonymous_id": visitor, "channel": "web", "kind": "web_session"}
+    answer = client.post(
+        f"{TOUCHPOINTS}/bulk",
+        json={"touchpoints": [touch | {"occurred_at": recent()}]},
+        headers=sales,
+    )
+    anonymous = created(answer, 200)["results"][0]["contact_id"]
+    known = capture(client, sales, lead_at("late-form.example", local="kim"))
+    items = [
+        lead_at("late-form.example", local="kim", anonymous_id=visitor),
+        lead_at("late-form.example", local="kim", job_title="CFO"),
+    ]
+    answer = created(client.post(f"{LEADS}/bulk", json={"leads": items}, headers=sales), 200)
+    merged, again = (r["result"] for r in answer["results"])
+    assert merged["steps"]["deduplication"]["outcome"] == "merged"
+    assert merged["contact_id"] == again["contact_id"] == anonymous
+    assert merged["steps"]["deduplication"]["merged_contact_ids"] == [known["contact_id"]]
+    assert again["steps"]["deduplication"]["outcome"] == "updated"
+    assert again["steps"]["scoring"]["web_sessions"] == 1
+    score = created(client.get(f"{SALES}/scores/{anonymous}", headers=sales), 200)
+    assert score["score"]["total"] == again["steps"]["scoring"]["total"]
+
+
 def test_a_batch_flags_a_colleague_it_created_itself(
     client: TestClient, sales: dict[str, str]
 ) -> None:

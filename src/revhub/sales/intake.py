@@ -173,9 +173,11 @@ class Intake:
             self.sequences[lead_id].append(at)
 
     def person(self, session: Session, contact: Contact) -> None:
-        """Make sure ``contact``'s state is read (a person a merge just changed is read
-        again; everything pending was flushed by the merge)."""
+        """Make sure ``contact``'s state is read: a person a merge just changed is read
+        again, after writing what the merge left pending (its rescore may have created
+        the survivor's first score)."""
         if contact.id not in self.loaded:
+            session.flush()
             self.read_people(session, [contact])
 
     def created(self, contact: Contact, email_key: str) -> None:

@@ -137,7 +137,10 @@ def _capture(
     keys = {lead_in.campaign for _, lead_in in wanted if lead_in.campaign}
     campaigns = touchpoints.campaigns_by_key(session, keys)
     checked = [_check(pii, prefix, lead_in, campaigns, now) for prefix, lead_in in wanted]
-    intake = Intake.load(session, pii, [c for c in checked if isinstance(c, Checked)], model)
+    good = [c for c in checked if isinstance(c, Checked)]
+    if not good:
+        return [c for c in checked if isinstance(c, InvalidInput)]
+    intake = Intake.load(session, pii, good, model)
     with outbox.held_until_done(session), session.no_autoflush:
         results = [
             c if isinstance(c, InvalidInput) else _process(session, pii, intake, c, model)

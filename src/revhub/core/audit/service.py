@@ -76,18 +76,26 @@ def _fit(event: AuditEvent) -> AuditEvent:
 
 
 def record(session: Session, *, event: AuditEvent, key: bytes) -> AuditEntry:
-    """Append ``event`` to the chain inside the caller's transaction."""
+    """Append ``event`` to the chain inside the caller's transaction. The head is never
+    loaded as an object, so its updates skip the session sync (which would walk every
+    object a bulk request holds)."""
     event = _fit(event)
     seq, prev_hash = session.execute(
         update(AuditHead)
         .where(AuditHead.id == 1)
         .values(seq=AuditHead.seq + 1)
         .returning(AuditHead.seq, AuditHead.last_hash)
+        .execution_options(synchronize_session=False)
     ).one()
     digest = _seal(key, seq, prev_hash, _fields(event))
     entry = AuditEntry(seq=seq, prev_hash=prev_hash, hash=digest, **asdict(event))
     session.add(entry)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=digest))
+    session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(last_hash=digest)
+        .execution_options(synchronize_session=False)
+    )
     session.flush()
     return entry
 

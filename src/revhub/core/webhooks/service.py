@@ -38,6 +38,7 @@ from revhub.core.webhooks.models import WebhookDelivery, WebhookSubscription
 from revhub.core.webhooks.schemas import SubscriptionCreate
 
 CONSUMER = "webhooks"
+ACTIVE_SUBSCRIPTIONS = "revhub.webhooks.active_subscriptions"
 CLAIM_FOR = timedelta(seconds=60)
 RETRY_STATUSES = frozenset({408, 429})
 log = structlog.get_logger("revhub.webhooks")
@@ -107,6 +108,19 @@ def list_deliveries(
     return [*session.scalars(query.limit(limit))]
 
 
+def _active_subscriptions(session: Session) -> list[WebhookSubscription]:
+    """Read once per transaction: the consumer applies a batch of hundreds of events in
+    one, and the subscriptions cannot change under it."""
+    transaction = session.get_transaction()
+    held = session.info.get(ACTIVE_SUBSCRIPTIONS)
+    if held is None or held[0] is not transaction:
+        query = select(WebhookSubscription).where(WebhookSubscription.active.is_(True))
+        held = (transaction, [*session.scalars(query)])
+        session.info[ACTIVE_SUBSCRIPTIONS] = held
+    subscriptions: list[WebhookSubscription] = held[1]
+    return subscriptions
+
+
 def enqueue_deliveries(session: Session, event: Event, *, topic: str, now: datetime) -> int:
     """One pending delivery per active subscription that wants the event.
 
@@ -114,9 +128,7 @@ def enqueue_deliveries(session: Session, event: Event, *, topic: str, now: datet
     (a dead-letter replay) it re-queues the deliveries that died and leaves the rest.
     """
     queued = 0
-    for subscription in session.scalars(
-        select(WebhookSubscription).where(WebhookSubscription.active.is_(True))
-    ):
+    for subscription in _active_subscriptions(session):
         if not subscription.wants(topic, event.event_type):
             continue
         delivery = session.scalars(
