@@ -93,15 +93,17 @@ def idempotent(
     key: str | None,
     credential_id: uuid.UUID,
     route: str,
-    body: str,
+    body: Callable[[], str],
     produce: Callable[[], tuple[BaseModel, int]],
 ) -> tuple[BaseModel, int] | JSONResponse:
     """Run ``produce`` (which returns the answer and its status) once per key: a retry with
     the same key and body replays the first answer and status (marked
-    ``Idempotent-Replayed: true``); without a key it simply runs."""
+    ``Idempotent-Replayed: true``); without a key it simply runs. ``body`` gives the
+    request's fingerprint text, asked for only when there is a key (for a 1,000-item bulk
+    request it is a sizeable JSON dump)."""
     if key is None:
         return produce()
-    scope = Scope.of(key, credential_id, route, body)
+    scope = Scope.of(key, credential_id, route, body())
     stored = replay(session, scope)
     if stored is not None:
         return JSONResponse(

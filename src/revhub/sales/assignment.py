@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from revhub.contacts import service as contacts
@@ -72,12 +72,17 @@ def matches(territory: Territory, facts: LeadFacts) -> bool:
 
 @dataclass
 class Roster:
-    """Territories in priority order and every rep, read once for a batch of assignments. On
-    PostgreSQL the reps are locked until the transaction ends, so two batches never hand
-    out the same turn (SQLite runs one writer at a time)."""
+    """Territories in priority order and every rep, read once for a batch of assignments.
+
+    Nothing is locked while the batch runs: the leads a batch gives each rep are counted
+    here and added to the stored counts at the end in one atomic ``assigned_count + n``
+    (:meth:`settle`), so concurrent captures on PostgreSQL never lose a count and do not
+    queue behind each other for the whole of their work. Two batches running at the same
+    moment may pick from the same counts, which bends the round-robin by a turn at most."""
 
     territories: list[Territory]
     reps: dict[uuid.UUID, SalesRep]
+    taken: dict[uuid.UUID, int] = field(default_factory=dict)
 
     def matching(self, facts: LeadFacts) -> list[Territory]:
         return [t for t in self.territories if matches(t, facts)]
@@ -94,14 +99,31 @@ class Roster:
         ]
         if not reps:
             return None
-        return min(reps, key=lambda r: (r.assigned_count + 1) / r.capacity)
+        return min(reps, key=lambda r: (self.count_of(r) + 1) / r.capacity)
+
+    def count_of(self, rep: SalesRep) -> int:
+        return rep.assigned_count + self.taken.get(rep.id, 0)
+
+    def take(self, rep: SalesRep) -> None:
+        self.taken[rep.id] = self.taken.get(rep.id, 0) + 1
+
+    def settle(self, session: Session) -> None:
+        """Add this batch's assignments to the stored counts (and let the reps read them
+        back when next asked)."""
+        for rep_id, count in self.taken.items():
+            session.execute(
+                update(SalesRep)
+                .where(SalesRep.id == rep_id)
+                .values(assigned_count=SalesRep.assigned_count + count)
+                .execution_options(synchronize_session=False)
+            )
+            session.expire(self.reps[rep_id], ["assigned_count"])
+        self.taken.clear()
 
 
 def roster(session: Session) -> Roster:
     territories = session.scalars(select(Territory).order_by(Territory.priority, Territory.name))
-    reps = session.scalars(
-        select(SalesRep).order_by(SalesRep.created_at, SalesRep.id).with_for_update()
-    )
+    reps = session.scalars(select(SalesRep).order_by(SalesRep.created_at, SalesRep.id))
     return Roster(list(territories), {r.id: r for r in reps})
 
 
@@ -123,12 +145,17 @@ def assign(
     team: Roster | None = None,
 ) -> Assigned:
     """Give ``lead`` an owner by the rules above (or queue it), and record why. ``team`` is
-    the roster a batch read once; without it the roster is read for this lead."""
-    team = team or roster(session)
+    the roster a batch read once, settled by the batch; without it the roster is read and
+    settled for this lead alone."""
+    if team is None:
+        team = roster(session)
+        made = assign(session, lead=lead, facts=facts, exclude=exclude, team=team)
+        team.settle(session)
+        return made
     for territory in team.matching(facts):
         rep = team.next_rep(territory, exclude=exclude)
         if rep is not None:
-            rep.assigned_count += 1
+            team.take(rep)
             reason = f"territory {territory.name!r}, weighted round-robin (capacity {rep.capacity})"
             return _record(session, lead, rep, territory, reason)
     reason = "no territory with an active rep matches; waiting in the fallback queue"
@@ -290,6 +317,7 @@ def reassign_leads(session: Session, *, rep: SalesRep, now: datetime) -> int:
         why = f"{rep.name} left the territory or was deactivated; {made.assignment.reason}"
         made.assignment.reason = why[:500]
         announce(session, lead, made, contacts.tenant_of(session, contact), now)
+    team.settle(session)
     return len(leads)
 
 

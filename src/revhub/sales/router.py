@@ -64,7 +64,7 @@ def _once(
         key=key,
         credential_id=principal.credential_id,
         route=f"{request.method} {route}",
-        body=json.dumps(body.model_dump(mode="json"), sort_keys=True),
+        body=lambda: json.dumps(body.model_dump(mode="json"), sort_keys=True),
         produce=produce,
     )
     if isinstance(answer, JSONResponse):

@@ -146,6 +146,7 @@ def _capture(
             c if isinstance(c, InvalidInput) else _process(session, pii, intake, c, model)
             for c in checked
         ]
+    intake.team.settle(session)
     session.flush()
     return results
 
