@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from revhub.contacts import service as contacts
@@ -28,6 +28,8 @@ from revhub.sales import schemas as s
 from revhub.sales.models import Campaign, Lead, LeadCapture, LeadScore
 from revhub.sales.scoring import Activity
 
+COLLEAGUES_COMPARED = 200
+"""How many people of the same company a new lead is compared with for fuzzy duplicates."""
 FREQUENCY_WINDOW = timedelta(days=7)
 """Seed 002 ``frequency_capping: max_3_per_week_per_contact``: sequences are counted over
 the seven days before each capture."""
@@ -112,10 +114,24 @@ class Intake:
         self.read_people(session, list({c.id: c for c in people.values()}.values()))
 
     def _load_colleagues(self, session: Session, company_keys: set[str]) -> None:
+        """At most ``COLLEAGUES_COMPARED`` people per company: a large customer's thousands
+        of contacts are not all read for every new lead."""
         if not company_keys:
             return
-        query = select(Contact).where(
-            Contact.company_key.in_(company_keys), Contact.merged_into_id.is_(None)
+        ranked = (
+            select(
+                Contact.id,
+                func.row_number()
+                .over(partition_by=Contact.company_key, order_by=Contact.created_at)
+                .label("rank"),
+            )
+            .where(Contact.company_key.in_(company_keys), Contact.merged_into_id.is_(None))
+            .subquery()
+        )
+        query = (
+            select(Contact)
+            .join(ranked, ranked.c.id == Contact.id)
+            .where(ranked.c.rank <= COLLEAGUES_COMPARED)
         )
         for key in company_keys:
             self.colleagues.setdefault(key, [])

@@ -42,12 +42,11 @@ from revhub.core.events import outbox
 from revhub.core.schemas import item_errors
 from revhub.sales import assignment, merging, qualification, quality, touchpoints
 from revhub.sales import schemas as s
-from revhub.sales.intake import Checked, Intake
+from revhub.sales.intake import COLLEAGUES_COMPARED, Checked, Intake
 from revhub.sales.models import DuplicateReview, Lead, LeadCapture
 from revhub.sales.scoring import Activity
 
 TOPIC = "lead-capture"
-FUZZY_CANDIDATES = 200
 WEEKLY_MARKETING_CAP = 3
 """DESIGN §6 / seed 002 ``frequency_capping: max_3_per_week_per_contact``."""
 merging.install()
@@ -378,7 +377,7 @@ def _flag_fuzzy_duplicates(
         return []
     colleagues = intake.colleagues_of(session, c.company_key)
     flagged = []
-    for other in colleagues[:FUZZY_CANDIDATES]:
+    for other in colleagues[:COLLEAGUES_COMPARED]:
         first_name, last_name = intake.name_of(pii, other)
         if other.merged_into_id is not None or first_name is None or other.company is None:
             continue
