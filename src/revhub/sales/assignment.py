@@ -77,8 +77,10 @@ class Roster:
     Nothing is locked while the batch runs: the leads a batch gives each rep are counted
     here and added to the stored counts at the end in one atomic ``assigned_count + n``
     (:meth:`settle`), so concurrent captures on PostgreSQL never lose a count and do not
-    queue behind each other for the whole of their work. Two batches running at the same
-    moment may pick from the same counts, which bends the round-robin by a turn at most."""
+    queue behind each other for the whole of their work. Batches running at the same moment
+    pick from the same starting counts, so the round-robin may lean toward one rep by up to
+    the leads those batches hold; the counts themselves stay exact, and the next batch
+    evens it out."""
 
     territories: list[Territory]
     reps: dict[uuid.UUID, SalesRep]
