@@ -51,8 +51,6 @@ from rich.table import Table
 
 from common import (
     BACKENDS,
-    DEFAULT_POSTGRES_URL,
-    DEFAULT_REDIS_URL,
     OTHER_CPU_WARN,
     REPO,
     SALES,
@@ -60,6 +58,7 @@ from common import (
     HubError,
     LeadFactory,
     SalesHub,
+    add_hub_options,
     environment,
     median_of,
     percentiles_ms,
@@ -362,30 +361,7 @@ def parse_args(argv: list[str] | None) -> Options:
     add("--concurrency", type=int, default=1, help="batches in flight at once (1)")
     add("--runs", type=int, default=3, help="runs per backend, each on a fresh hub (3)")
     add("--timeout", type=float, default=600.0, help="per batch, s (600)")
-    add(
-        "--backend",
-        action="append",
-        choices=BACKENDS,
-        help="sqlite and/or postgres (repeatable; default both)",
-    )
-    add("--postgres", default=DEFAULT_POSTGRES_URL, help="database (schema dropped each run)")
-    add("--redis-url", default=DEFAULT_REDIS_URL, help="Redis (keys under a random prefix)")
-    add("--seed", type=int, default=1, help="random seed of the generated data")
-    add("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON file")
-    add("--py-spy", type=Path, metavar="DIR", help="record py-spy profiles (run 1) into DIR")
-    add(
-        "--src",
-        type=Path,
-        metavar="DIR",
-        help="import revhub in the hub from this directory, e.g. a snapshot made with "
-        "`git archive HEAD src | tar -x -C /tmp/snap` (then /tmp/snap/src)",
-    )
-    add(
-        "--quiet-wait",
-        type=float,
-        default=60.0,
-        help="before each run, wait up to this many s for the machine to go idle (60; 0: no)",
-    )
+    add_hub_options(parser, default_output=DEFAULT_OUTPUT)
     ns = parser.parse_args(argv)
     if min(ns.leads, ns.touchpoints, ns.batch, ns.concurrency, ns.runs, ns.timeout) <= 0:
         parser.error("counts and --timeout must be positive")

@@ -4,6 +4,7 @@ realistic leads and touchpoints, seeding through the API, CPU accounting and per
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -767,6 +768,36 @@ def py_spy(pids: dict[str, int | None], out_dir: Path | None, label: str) -> Ite
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def add_hub_options(parser: argparse.ArgumentParser, *, default_output: Path) -> None:
+    """The options of ``lead_capture.py`` and ``bulk_ingest.py`` that choose and start the
+    hub (backends, servers, data seed, output, profiling, code under test, idle wait)."""
+    add = parser.add_argument
+    add(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        help="sqlite and/or postgres (repeatable; default both)",
+    )
+    add("--postgres", default=DEFAULT_POSTGRES_URL, help="database (schema dropped each run)")
+    add("--redis-url", default=DEFAULT_REDIS_URL, help="Redis (keys under a random prefix)")
+    add("--seed", type=int, default=1, help="random seed of the generated data")
+    add("--output", type=Path, default=default_output, help="JSON file")
+    add("--py-spy", type=Path, metavar="DIR", help="record py-spy profiles (run 1) into DIR")
+    add(
+        "--src",
+        type=Path,
+        metavar="DIR",
+        help="import revhub in the hub from this directory, e.g. a snapshot made with "
+        "`git archive HEAD src | tar -x -C /tmp/snap` (then /tmp/snap/src)",
+    )
+    add(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="before each run, wait up to this many s for the machine to go idle (60; 0: no)",
+    )
 
 
 def wait_quiet(limit_s: float = 60.0, busy_below: float = 0.3, window_s: float = 2.0) -> float:

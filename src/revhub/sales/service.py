@@ -43,7 +43,7 @@ from revhub.core.schemas import item_errors
 from revhub.sales import assignment, merging, qualification, quality, touchpoints
 from revhub.sales import schemas as s
 from revhub.sales.intake import COLLEAGUES_COMPARED, Checked, Intake
-from revhub.sales.models import DuplicateReview, Lead, LeadCapture
+from revhub.sales.models import Campaign, DuplicateReview, Lead, LeadCapture
 from revhub.sales.scoring import Activity
 
 TOPIC = "lead-capture"
@@ -154,7 +154,7 @@ def _check(
     pii: Pii,
     prefix: str,
     lead_in: s.LeadCreate,
-    campaigns: dict[str, Any],
+    campaigns: dict[str, Campaign],
     now: datetime | None,
 ) -> Checked | InvalidInput:
     """Every check that can refuse a lead, before anything of it is written."""
