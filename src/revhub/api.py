@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from revhub import __version__
+from revhub.attribution.router import router as attribution_router
 from revhub.contacts.router import router as contacts_router
 from revhub.core import problems
 from revhub.core.audit.router import router as audit_router
@@ -116,6 +117,7 @@ def create_app(
         webhooks_router,
         contacts_router,
         *sales_routers,
+        attribution_router,
     ):
         app.include_router(router)
     return app

@@ -40,7 +40,10 @@ class Contact(Timestamped, Base):
     so ids handed out earlier still resolve to the surviving profile."""
 
     __tablename__ = "contact"
-    __table_args__ = (Index("ix_contact_stage_changed", "stage", "stage_changed_at"),)
+    __table_args__ = (
+        Index("ix_contact_stage_changed", "stage", "stage_changed_at"),
+        Index("ix_contact_updated_at", "updated_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("account.id"), index=True)

@@ -20,6 +20,7 @@ HERE = Path(__file__).parent
 
 def all_metadata() -> MetaData:
     """The metadata with every domain's tables registered on it."""
+    from revhub.attribution import models as _attribution  # noqa: F401
     from revhub.contacts import models as _contacts  # noqa: F401
     from revhub.core import idempotency as _idempotency  # noqa: F401
     from revhub.core import leases as _leases  # noqa: F401

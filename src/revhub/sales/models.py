@@ -51,7 +51,7 @@ class Touchpoint(Base):
     kind: Mapped[str] = mapped_column(String(32))
     occurred_at: Mapped[datetime]
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class Lead(Timestamped, Base):
@@ -178,7 +178,10 @@ class Opportunity(Timestamped, Base):
     """A deal. ``opened_at``/``closed_at`` are business dates (a CRM may send history)."""
 
     __tablename__ = "opportunity"
-    __table_args__ = (UniqueConstraint("source", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        Index("ix_opportunity_updated_at", "updated_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("account.id"), index=True)
