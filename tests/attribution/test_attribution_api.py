@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -250,8 +251,8 @@ def test_seed_sql_first_touch_and_linear_give_the_api_numbers(
                         WHERE occurred_at < :end),
         opportunities AS (SELECT primary_contact_id AS contact_id, amount, is_closed_won
                           FROM opportunity)"""
-    first_touch = f"""
-        WITH {tables},
+    first_touch = """
+        WITH TABLES,
         ranked AS (
           SELECT contact_id, campaign_id,
                  ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY timestamp) AS n
@@ -264,8 +265,8 @@ def test_seed_sql_first_touch_and_linear_give_the_api_numbers(
         FROM first_touch ft JOIN opportunities o ON o.contact_id = ft.contact_id
         WHERE o.is_closed_won = true
         GROUP BY ft.campaign_id"""
-    linear = f"""
-        WITH {tables},
+    linear = """
+        WITH TABLES,
         touchpoint_sequence AS (
           SELECT t.contact_id, t.campaign_id, t.touchpoint_type,
                  COUNT(*) OVER (PARTITION BY t.contact_id) AS total_touchpoints
@@ -279,17 +280,20 @@ def test_seed_sql_first_touch_and_linear_give_the_api_numbers(
         WHERE o.is_closed_won = true
         GROUP BY ts.campaign_id, ts.touchpoint_type"""
     by_id = {v: k for k, v in world.items()}
-    hexed = lambda value: str(value).replace("-", "")  # noqa: E731
     _, api = credit(client, sales, model="first_touch", lookback_days=0)
-    for campaign, customers, revenue in session.execute(text(first_touch), END):
-        item = api[f"camp-{by_id[hexed(campaign)]}"]
+    for campaign, customers, revenue in session.execute(
+        text(first_touch.replace("TABLES", tables)), END
+    ):
+        item = api[f"camp-{by_id[uuid.UUID(str(campaign)).hex]}"]
         assert item["attributed_customers"] == customers
         assert Decimal(item["attributed_revenue"]) == Decimal(str(revenue)).quantize(
             Decimal("0.01")
         )
     _, api = credit(client, sales, model="linear", lookback_days=0)
-    for campaign, kind, revenue, weight in session.execute(text(linear), END):
-        item = api[f"camp-{by_id[hexed(campaign)]}"]
+    for campaign, kind, revenue, weight in session.execute(
+        text(linear.replace("TABLES", tables)), END
+    ):
+        item = api[f"camp-{by_id[uuid.UUID(str(campaign)).hex]}"]
         part = next(b for b in item["attribution_breakdown"] if b["touchpoint_type"] == kind)
         assert part["attributed_conversions"] == pytest.approx(float(weight))
         assert abs(Decimal(part["attributed_revenue"]) - Decimal(str(revenue))) <= Decimal("0.01")
