@@ -87,6 +87,10 @@ BUSINESS_RULES = {
     "PATCH /api/v1/integrations/sales/reps/{rep_id}",
     "PATCH /api/v1/integrations/sales/campaigns/{campaign_id}",
     "GET /api/v1/integrations/sales/performance",
+    # A period given as two fields, weights that must add up to 100, one currency at a time.
+    "GET /api/v1/integrations/sales/attribution",
+    "GET /api/v1/integrations/sales/attribution/compare",
+    "GET /api/v1/integrations/sales/attribution/{campaign_id}",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 
+from revhub.attribution import jobs as attribution_jobs
 from revhub.core.crypto import SecretBox
 from revhub.core.db import Database
 from revhub.core.events.bus import make_bus
@@ -29,6 +30,7 @@ def consumer_registry(settings: Settings) -> ConsumerRegistry:
     registry = default_registry()
     registry.register(webhooks_consumer())
     registry.register(sales_jobs.alerts_consumer())
+    registry.register(attribution_jobs.analytics_consumer())
     for module_name in settings.plugins:
         module = importlib.import_module(module_name)
         if hasattr(module, "register"):
@@ -40,7 +42,7 @@ def job_registry(settings: Settings, consumers: ConsumerRegistry) -> JobRegistry
     return build_registry(
         settings,
         consumers=[c.name for c in consumers.active()],
-        domains=(sales_jobs.register_jobs,),
+        domains=(sales_jobs.register_jobs, attribution_jobs.register_jobs),
     )
 
 

@@ -306,6 +306,8 @@ def test_seed_sql_first_touch_and_linear_give_the_api_numbers(
         ({"group_by": "colour"}, "query.group_by"),
         ({"from": "2026-05-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"}, "query.from"),
         ({"from": "yesterday"}, "query.from"),
+        ({"from": "0001-01-01T00:00:00Z"}, "query.from"),
+        ({"to": "9999-12-31T00:00:00Z"}, "query.to"),
         ({"lookback_days": -1}, "query.lookback_days"),
         ({"half_life_days": 0}, "query.half_life_days"),
         ({"markov_order": 4}, "query.markov_order"),

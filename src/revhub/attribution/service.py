@@ -39,6 +39,7 @@ from revhub.core.errors import FieldError, InvalidInput, NotFound
 from revhub.sales.models import Campaign, Opportunity, Touchpoint
 
 EVIDENCE_HALF = 10
+FIRST_YEAR, LAST_YEAR = 1971, 2200
 CENT = Decimal("0.01")
 
 
@@ -60,7 +61,12 @@ def default_period(
     start: datetime | None, end: datetime | None, *, now: datetime
 ) -> tuple[datetime, datetime]:
     """[start, end): by default the 365 days up to the next UTC midnight — a stable period,
-    so repeated requests hit the cache all day."""
+    so repeated requests hit the cache all day. Years outside 1971-2200 are refused (a
+    look-back before 1970 has no epoch time on every platform)."""
+    for name, value in (("from", start), ("to", end)):
+        if value is not None and not FIRST_YEAR <= value.year <= LAST_YEAR:
+            message = f"give a year {FIRST_YEAR}-{LAST_YEAR}"
+            raise InvalidInput([FieldError(f"query.{name}", message)])
     if end is None:
         end = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
     if start is None:

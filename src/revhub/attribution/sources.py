@@ -85,8 +85,8 @@ def epoch_seconds(session: Session, column: Any) -> ColumnElement[float]:
 def read_history(
     session: Session, period: Period, *, deal_ids: Sequence[uuid.UUID] = ()
 ) -> History:
-    """Journeys of ``period`` (only the deals ``deal_ids`` and no non-converting journeys,
-    when given: the per-deal recomputation)."""
+    """Journeys of ``period`` (only the deals ``deal_ids``, in any currency, and no
+    non-converting journeys, when given: the per-deal recomputation)."""
     deals = _deals(session, period, deal_ids)
     touches = _touches(session, period, deals, with_idle=not deal_ids)
     return _assemble(period, deals, touches, with_idle=not deal_ids)
@@ -124,10 +124,13 @@ def _deals(session: Session, period: Period, deal_ids: Sequence[uuid.UUID]) -> l
             Opportunity.opened_at >= period.start,
             Opportunity.opened_at < period.end,
         )
+    currency = None
     if deal_ids:
         query = query.where(Opportunity.id.in_(deal_ids))
-    currency = _currency(session, period, query)
-    query = query.where(Opportunity.currency == currency).order_by(Opportunity.id)
+    else:
+        currency = _currency(session, period, query)
+        query = query.where(Opportunity.currency == currency)
+    query = query.order_by(Opportunity.id)
     rows = session.execute(query).all()
     if period.scope == "contact":
         rows = [r for r in rows if r[2] is not None]

@@ -2,8 +2,10 @@
 close date (from its creation date for open pipeline; from the last touch for a journey
 without a deal); a journey's weights are scaled to sum to 1. Default half-life: 7 days.
 
-The exponents are shifted by each journey's largest before exponentiating, so touches years
-old do not all underflow to zero.
+Within a journey only the touches' ages relative to each other matter (the anchor cancels
+when the weights are scaled), so the anchor names what a weight means, not the shares. The
+exponents are shifted by each journey's largest before exponentiating, so touches years old
+do not all underflow to zero.
 """
 
 from __future__ import annotations
