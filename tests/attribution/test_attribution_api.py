@@ -324,7 +324,7 @@ def test_bad_parameters_are_422_naming_the_field(
     assert field in problem(client.get(ATTRIBUTION, params=params, headers=sales))
 
 
-def test_unknown_campaign_is_404_and_several_currencies_ask_for_one(
+def test_unknown_campaign_is_404_and_other_currencies_are_reported_apart(
     client: TestClient, sales: dict[str, str], world: dict[str, str]
 ) -> None:
     missing = "0" * 32
@@ -341,8 +341,12 @@ def test_unknown_campaign_is_404_and_several_currencies_ask_for_one(
         "closed_at": "2026-02-07T09:00:00Z",
     }
     created(client.post(f"{SALES}/opportunities", json=deal, headers=sales))
-    assert "query.currency" in problem(client.get(ATTRIBUTION, params=Q1, headers=sales))
+    body, _ = credit(client, sales)  # two USD deals, one EUR: USD, naming EUR
+    assert body["settings"]["currency"] == "USD"
+    assert body["settings"]["other_currencies"] == ["EUR"]
+    assert Decimal(body["totals"]["revenue"]) == Decimal("1500.00")
     body, _ = credit(client, sales, currency="EUR")
+    assert body["settings"]["other_currencies"] == ["USD"]
     assert Decimal(body["totals"]["revenue"]) == Decimal("0.00")  # no touched EUR deal
 
 

@@ -56,7 +56,7 @@ def ask(
     ] = 90,
     currency: Annotated[
         str | None,
-        Query(pattern="^[A-Z]{3}$", description="Needed when deals are in several currencies"),
+        Query(pattern="^[A-Z]{3}$", description="Default: the currency of most deals"),
     ] = None,
     half_life_days: Annotated[float, Query(gt=0, le=3650, description="time_decay")] = 7.0,
     markov_order: Annotated[int, Query(ge=1, le=3, description="markov")] = 1,

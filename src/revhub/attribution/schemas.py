@@ -50,7 +50,10 @@ class Settings(ResponseModel):
     scope: Scope
     lookback_days: int | None = Field(description="None: the look-back window was off")
     group_by: GroupBy
-    currency: str | None
+    currency: str | None = Field(description="Asked for, or that of most deals")
+    other_currencies: list[str] = Field(
+        description="The period's other deal currencies: ask for each with `currency=`"
+    )
 
 
 class Totals(ResponseModel):

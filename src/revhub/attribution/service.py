@@ -335,6 +335,7 @@ def _settings(period: Period, history: History) -> dict[str, Any]:
         "lookback_days": period.lookback_days,
         "group_by": period.group_by,
         "currency": history.deals.currency or period.currency,
+        "other_currencies": history.deals.other_currencies,
     }
 
 

@@ -30,7 +30,6 @@ from sqlalchemy.orm import Session
 
 from revhub.attribution.journeys import Floats, Ints, Journeys
 from revhub.contacts.models import Contact
-from revhub.core.errors import FieldError, InvalidInput
 from revhub.sales.models import Campaign, Lead, Opportunity, Touchpoint
 from revhub.sales.schemas import Channel, TouchpointKind
 
@@ -63,6 +62,7 @@ class Deals:
     amounts: list[Decimal]
     accounts: list[uuid.UUID]
     currency: str | None
+    other_currencies: list[str]
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,7 +90,7 @@ def read_history(
     """Journeys of ``period`` (only the deals ``deal_ids``, in any currency, and no
     non-converting journeys, when given: the per-deal recomputation)."""
     found = _deals(session, period, deal_ids)
-    touches = _touches(session, period, found[1], with_idle=not deal_ids)
+    touches = _touches(session, period, found[2], with_idle=not deal_ids)
     return _assemble(period, found, touches, with_idle=not deal_ids)
 
 
@@ -127,19 +127,21 @@ def _unit_key(session: Session, column: Any) -> ColumnElement[Any]:
     return _text(column)
 
 
-def _currency(session: Session, period: Period, query: Any) -> str | None:
-    if period.currency is not None:
-        return period.currency
-    found = sorted(session.scalars(query.with_only_columns(Opportunity.currency).distinct()).all())
-    if len(found) > 1:
-        message = f"deals in this period are in {', '.join(found)}; choose one with currency="
-        raise InvalidInput([FieldError("query.currency", message)])
-    return found[0] if found else None
+def _currency(session: Session, period: Period, query: Any) -> tuple[str | None, list[str]]:
+    """The currency reported (asked for, or that of most deals: amounts in two currencies
+    are never added) and the period's other currencies, which the report names."""
+    counts = query.with_only_columns(Opportunity.currency, func.count()).group_by(
+        Opportunity.currency
+    )
+    found = sorted(session.execute(counts).all(), key=lambda row: (-row[1], row[0]))
+    currencies = [str(row[0]) for row in found]
+    chosen = period.currency or (currencies[0] if currencies else None)
+    return chosen, [c for c in currencies if c != chosen]
 
 
 def _deals(
     session: Session, period: Period, deal_ids: Sequence[uuid.UUID]
-) -> tuple[str | None, list[_Deal]]:
+) -> tuple[str | None, list[str], list[_Deal]]:
     unit = Opportunity.primary_contact_id if period.scope == "contact" else Opportunity.account_id
     query = select(
         Opportunity.id,
@@ -162,14 +164,14 @@ def _deals(
             Opportunity.opened_at >= period.start,
             Opportunity.opened_at < period.end,
         )
-    currency = None
+    currency, others = None, list[str]()
     if deal_ids:
         query = query.where(Opportunity.id.in_(deal_ids))
     else:
-        currency = _currency(session, period, query)
+        currency, others = _currency(session, period, query)
         query = query.where(Opportunity.currency == currency)
     query = query.where(unit.is_not(None)).order_by(Opportunity.id)
-    return currency, [_Deal(*row) for row in session.execute(query)]
+    return currency, others, [_Deal(*row) for row in session.execute(query)]
 
 
 def _touches(session: Session, period: Period, deals: list[_Deal], *, with_idle: bool) -> _Touches:
@@ -312,12 +314,12 @@ def _text(column: Any) -> ColumnElement[str]:
 
 def _assemble(
     period: Period,
-    found: tuple[str | None, list[_Deal]],
+    found: tuple[str | None, list[str], list[_Deal]],
     touches: _Touches,
     *,
     with_idle: bool,
 ) -> History:
-    currency, deals = found
+    currency, others, deals = found
     keys, codes = np.unique(
         np.concatenate((touches.unit, np.array([d.unit for d in deals], dtype=touches.unit.dtype))),
         return_inverse=True,
@@ -365,6 +367,7 @@ def _assemble(
             amounts=[Decimal(d.amount) for d in chosen],
             accounts=[d.account_id for d in chosen],
             currency=currency,
+            other_currencies=others,
         ),
         account_of=account_of.astype(np.int64),
         kinds=touches.kinds,
