@@ -236,6 +236,8 @@ def allocate(total: Decimal, weights: Floats) -> list[Decimal]:
     """``total`` split in cents in proportion to ``weights`` (largest remainder), so the
     parts add up to it exactly. Zero weights everywhere give zero parts."""
     weights = np.asarray(weights, dtype=float)
+    if not np.isfinite(weights).all():
+        raise ValueError("credit weights must be finite")
     whole = weights.sum()
     if len(weights) == 0 or whole == 0 or total == 0:
         return [Decimal("0.00")] * len(weights)
