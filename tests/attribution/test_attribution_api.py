@@ -350,6 +350,16 @@ def test_unknown_campaign_is_404_and_other_currencies_are_reported_apart(
     assert Decimal(body["totals"]["revenue"]) == Decimal("0.00")  # no touched EUR deal
 
 
+def test_a_hub_without_touches_or_deals_answers_zeros_under_every_model(
+    client: TestClient, sales: dict[str, str]
+) -> None:
+    body = created(client.get(f"{ATTRIBUTION}/compare", params=Q1, headers=sales), 200)
+    assert body["items"] == [] and body["totals"]["conversions"] == 0
+    for model in ("linear", "markov", "shapley"):
+        report, _ = credit(client, sales, model=model)
+        assert report["items"] == [] and Decimal(report["totals"]["revenue"]) == 0
+
+
 def test_open_pipeline_is_attributed_separately(
     client: TestClient, sales: dict[str, str], world: dict[str, str]
 ) -> None:

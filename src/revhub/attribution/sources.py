@@ -326,8 +326,8 @@ def _assemble(
         busy[deal_unit[kept]] = True
         in_period = (seconds >= period.start.timestamp()) & (seconds < period.end.timestamp())
         idle = np.flatnonzero(~busy[touch_unit] & in_period)
-        first = np.concatenate(([True], touch_unit[idle][1:] != touch_unit[idle][:-1]))
-        idle_count = int(first.sum()) if idle.size else 0
+        first = np.diff(touch_unit[idle], prepend=-1) != 0
+        idle_count = int(first.sum())
         journey = np.concatenate((journey, converting + np.cumsum(first) - 1))
         picked = np.concatenate((picked, idle))
     chosen = [d for d, keep in zip(deals, kept, strict=True) if keep]
