@@ -27,7 +27,7 @@ from revhub.attribution.credit.base import Credit, Params
 from revhub.attribution.journeys import Floats, Ints, Journeys
 
 MAX_GROUPS = 62
-CHUNK_CELLS = 4_000_000
+CHUNK_CELLS = 8_000_000  # int16 cells per block of orderings: 16 MB
 
 
 def credit(journeys: Journeys, params: Params) -> Credit:
@@ -101,17 +101,17 @@ def _sampled(
     """Mean marginal contributions over random orderings, and their standard errors. In an
     ordering, the set T adds rate(T) exactly when its last member (by the ordering) joins."""
     rng = np.random.default_rng(seed)
-    bits = ((sets[:, None] >> np.arange(players)) & 1).astype(bool)
+    members = ((sets[:, None] >> np.arange(players)) & 1).astype(np.int16)
     total = np.zeros((2, players))
     squares = np.zeros((2, players))
-    chunk = max(1, CHUNK_CELLS // max(len(sets), 1))
+    chunk = max(1, CHUNK_CELLS // max(len(sets) * players, 1))
     done = 0
     while done < samples:
         count = min(chunk, samples - done)
         ranks = np.argsort(rng.random((count, players)), axis=1).argsort(axis=1)
-        last = np.where(bits[None, :, :], ranks[:, None, :], -1).max(axis=2)
-        for game in range(2):
-            for k in range(count):
+        last = (members[None, :, :] * (ranks[:, None, :] + 1).astype(np.int16)).max(axis=2) - 1
+        for k in range(count):
+            for game in range(2):
                 gained = np.bincount(last[k], weights=rates[game], minlength=players)
                 contribution = gained[ranks[k]]
                 total[game] += contribution
