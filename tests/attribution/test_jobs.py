@@ -82,6 +82,13 @@ def test_touches_and_deal_changes_recompute_the_deal_credit_once_each(
     touch(client, sales, "summer", "03-05")  # after the deal opened: nothing changes
     assert deliver_all(bus, consumer) >= 1
     assert len(updates(session)) == 2
+
+    lost = {"stage": "Closed Lost", "is_closed": True, "closed_at": "2026-03-20T09:00:00Z"}
+    answer = client.patch(f"{SALES}/opportunities/{opportunity['id']}", json=lost, headers=sales)
+    assert answer.status_code == 200, answer.text
+    assert deliver_all(bus, consumer) >= 1
+    session.expire_all()
+    assert session.scalars(select(DealAttribution)).all() == []  # a lost deal has no credit
     assert deliver_all(bus, consumer) == 0
 
 

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from revhub.attribution import service, sources
@@ -80,12 +80,15 @@ def affected_deals(session: Session, event: Event) -> list[uuid.UUID]:
 
 
 def credit_deals(session: Session, deal_ids: Sequence[uuid.UUID]) -> list[DealAttribution]:
-    """Compute and store the write-back credit of ``deal_ids`` (won and open deals; others
-    are left alone); publish each one that changed. Returns the changed rows."""
+    """Compute and store the write-back credit of ``deal_ids`` (won and open deals; a lost
+    deal, or one without a touch in its window, loses its row); publish each one that
+    changed. Returns the changed rows."""
     changed: list[DealAttribution] = []
+    credited: set[uuid.UUID] = set()
     for outcome in ("won", "pipeline"):
         period = Period(start=EVER[0], end=EVER[1], outcome=outcome, scope="account")
         history = sources.read_history(session, period, deal_ids=deal_ids)
+        credited.update(history.deals.ids)
         if not history.deals.ids:
             continue
         credit = attribute(WRITE_BACK_MODEL, history.journeys, Params())
@@ -95,6 +98,9 @@ def credit_deals(session: Session, deal_ids: Sequence[uuid.UUID]) -> list[DealAt
             row = _store(session, deal_id, credits)
             if row is not None:
                 changed.append(row)
+    stale = set(deal_ids) - credited
+    if stale:
+        session.execute(delete(DealAttribution).where(DealAttribution.opportunity_id.in_(stale)))
     for row in changed:
         _publish(session, row)
     return changed
