@@ -306,7 +306,7 @@ CAMPAIGNS = (
     ("linkedin-abm", "LinkedIn ABM", "paid_social"),
     ("partner-referral", "Partner referrals", "partner"),
 )
-TERRITORIES = (  # name, body; assignment tries the lowest priority number first
+TERRITORIES: tuple[tuple[str, dict[str, Any]], ...] = (  # name, body; lowest priority first
     ("NA Enterprise", {"regions": ["NA"], "min_employees": 1000, "priority": 10}),
     ("EMEA Financial", {"regions": ["EMEA"], "industries": ["fintech", "banking"], "priority": 20}),
     ("North America", {"regions": ["NA"]}),
