@@ -160,48 +160,70 @@ def _report(session: Session, ask: Ask) -> dict[str, Any]:
     history = sources.read_history(session, ask.period)
     credit = _run(history, ask.model, ask.params)
     others = [_run(history, name, ask.params) for name in RULE_BASED if name != ask.model]
-    confidence = _confidence(history, [credit, *others])
-    names = _names(session, history)
-    revenue = allocate(_total(history), credit.revenue)
-    by_kind = _by_kind(history, credit)
-    customers = _customers(history, credit)
-    errors = credit.detail.get("standard_error")
-    items = []
-    for group in _present(history):
-        conversions = float(credit.conversions[group])
-        kind_revenue = allocate(revenue[group], by_kind[1][group])
-        items.append(
-            {
-                **names[group],
-                "attributed_conversions": round(conversions, 6),
-                "attributed_revenue": revenue[group],
-                "attributed_customers": int(customers[group]),
-                "average_deal_size": (revenue[group] / Decimal(conversions)).quantize(CENT)
-                if conversions > 0
-                else None,
-                "confidence_score": round(float(confidence[group]), 3),
-                "standard_error": round(errors[group], 6) if errors else None,
-                "attribution_breakdown": [
-                    {
-                        "touchpoint_type": kind,
-                        "attributed_conversions": round(float(by_kind[0][group][k]), 6),
-                        "attributed_revenue": kind_revenue[k],
-                    }
-                    for k, kind in enumerate(history.kinds)
-                    if by_kind[0][group][k] != 0 or kind_revenue[k] != 0
-                ],
-            }
-        )
+    lines = _Lines(
+        history=history,
+        credit=credit,
+        names=_names(session, history),
+        revenue=allocate(_total(history), credit.revenue),
+        confidence=_confidence(history, [credit, *others]),
+        by_kind=_by_kind(history, credit),
+        customers=_customers(history, credit),
+    )
+    items = [lines.item(group) for group in _present(history)]
     items.sort(key=lambda i: (-Decimal(i["attributed_revenue"]), -i["attributed_conversions"]))
     detail = {k: v for k, v in credit.detail.items() if k != "standard_error"}
     return {
         "model_used": ask.model,
         "settings": _settings(ask.period, history),
         "totals": _totals(history),
-        "detail": _labelled(detail, history, names),
+        "detail": _labelled(detail, history, lines.names),
         "items": items,
         "computed_at": utcnow(),
     }
+
+
+@dataclass(frozen=True, eq=False)
+class _Lines:
+    """What a report's line per group is made of."""
+
+    history: History
+    credit: Credit
+    names: list[dict[str, Any]]
+    revenue: list[Decimal]
+    confidence: Floats
+    by_kind: tuple[Floats, Floats]
+    customers: Floats
+
+    def item(self, group: int) -> dict[str, Any]:
+        conversions = float(self.credit.conversions[group])
+        revenue = self.revenue[group]
+        errors = self.credit.detail.get("standard_error")
+        return {
+            **self.names[group],
+            "attributed_conversions": round(conversions, 6),
+            "attributed_revenue": revenue,
+            "attributed_customers": int(self.customers[group]),
+            "average_deal_size": (revenue / Decimal(conversions)).quantize(CENT)
+            if conversions > 0
+            else None,
+            "confidence_score": round(float(self.confidence[group]), 3),
+            "standard_error": round(errors[group], 6) if errors else None,
+            "attribution_breakdown": self.breakdown(group),
+        }
+
+    def breakdown(self, group: int) -> list[dict[str, Any]]:
+        """The group's credit by touchpoint type (revenue handed out in cents again)."""
+        conversions, value = self.by_kind[0][group], self.by_kind[1][group]
+        revenue = allocate(self.revenue[group], value)
+        return [
+            {
+                "touchpoint_type": kind,
+                "attributed_conversions": round(float(conversions[k]), 6),
+                "attributed_revenue": revenue[k],
+            }
+            for k, kind in enumerate(self.history.kinds)
+            if conversions[k] != 0 or revenue[k] != 0
+        ]
 
 
 def _compare(session: Session, ask: Ask) -> dict[str, Any]:
