@@ -3,9 +3,10 @@
 The game: a coalition S of groups is worth v(S) = Σ_{T ⊆ S} rate(T), where rate(T) is the
 conversion rate of the journeys whose set of groups is exactly T (converting journeys over
 all journeys with that set — so non-converting journeys count). This is the "simplified"
-Shapley game of Zhao et al. (2018), also used by the DP6 marketing-attribution-models
-package. Revenue uses the same game with the value per journey (deal value over all
-journeys with that set) in place of the rate.
+Shapley game of Zhao et al. (2018): the rates are its Harsanyi dividends, so
+φ_c = Σ over sets T holding c of rate(T) / |T| (the tests check the exact method against
+this closed form). Revenue uses the same game with the value per journey (deal value over
+all journeys with that set) in place of the rate.
 
 Each group's Shapley value φ_c is its marginal contribution v(S + c) - v(S) averaged over
 every order in which the groups can join. The journeys' conversions (and revenue) are then
