@@ -1,0 +1,117 @@
+"""What every CRM connector offers the sync engine, whatever the vendor.
+
+A connector speaks its vendor's API over httpx (authentication, batch writes, incremental
+reads, deletions) and translates the vendor's failures into the few the engine acts on: a
+rate limit pauses the run until ``retry_after`` and resumes it; an expired token is
+refreshed once and the call repeated; a vendor that is down fails the call and leaves the
+rows for the next run; a record the vendor refuses fails that row alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+ObjectKind = Literal["contact", "deal"]
+Outcome = Literal["created", "updated", "unchanged", "failed"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record as the CRM holds it, in CRM field names: its CRM id, our sync key value
+    (None for a record the hub has not seen), its fields and the vendor's last-modified
+    time (what field-level last-write-wins compares)."""
+
+    crm_id: str
+    key: str | None
+    fields: dict[str, Any]
+    modified_at: datetime
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """The vendor's answer for one row of a batch write."""
+
+    key: str
+    outcome: Outcome
+    crm_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Changes:
+    """One page of records changed since a time; ``cursor`` continues it (None: done)."""
+
+    records: list[Record]
+    cursor: str | None = None
+
+
+class ConnectorError(Exception):
+    """A call failed as a whole; ``retryable`` says whether the next run may succeed."""
+
+    retryable = True
+
+
+class RateLimited(ConnectorError):
+    """The vendor asked us to wait (HubSpot and Pipedrive 429, Salesforce 403
+    ``REQUEST_LIMIT_EXCEEDED``)."""
+
+    def __init__(self, retry_after: float, detail: str = "") -> None:
+        super().__init__(detail or f"rate limited; retry after {retry_after:g} s")
+        self.retry_after = retry_after
+
+
+class Unavailable(ConnectorError):
+    """The vendor did not answer or answered 5xx."""
+
+
+class Unauthorized(ConnectorError):
+    """The credentials are wrong (not an expired token: that is refreshed)."""
+
+    retryable = False
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """``revhub crm test NAME``: do the credentials work, do the mapped fields exist."""
+
+    authenticated: bool
+    missing_fields: dict[str, list[str]] = field(default_factory=dict)
+    detail: str = ""
+
+
+class Connector(Protocol):
+    """A CRM as the sync engine sees it."""
+
+    name: str
+
+    def check(self, fields: dict[ObjectKind, Sequence[str]]) -> CheckReport:
+        """Authenticate and confirm the mapped CRM fields exist on each object."""
+        ...
+
+    def write(self, kind: ObjectKind, rows: Sequence[dict[str, Any]]) -> list[RowResult]:
+        """Upsert ``rows`` (CRM field names, each with the sync key) in the vendor's batch
+        form; one result per row, in order."""
+        ...
+
+    def changes(self, kind: ObjectKind, since: datetime, cursor: str | None = None) -> Changes:
+        """Records modified at or after ``since``, one page at a time."""
+        ...
+
+    def delete(self, kind: ObjectKind, crm_ids: Sequence[str]) -> list[RowResult]:
+        """Remove (archive) records the hub deleted, for the ``mirror`` mode."""
+        ...
+
+
+def pages(connector: Connector, kind: ObjectKind, since: datetime) -> Iterator[Record]:
+    """Every record changed since ``since``, following the connector's cursors."""
+    cursor: str | None = None
+    while True:
+        page = connector.changes(kind, since, cursor)
+        yield from page.records
+        if page.cursor is None:
+            return
+        cursor = page.cursor
