@@ -139,6 +139,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+READ_ONLY = "revhub_read_only"
+"""Execution option of :meth:`Database.reading` sessions: on SQLite they begin a deferred
+transaction and never queue at the :class:`WriteGate`."""
+
+
 class WriteGate:
     """Take SQLite's write lock at BEGIN (SQLAlchemy's pysqlite recipe, made IMMEDIATE),
     queueing first on a lock inside the process.
@@ -163,6 +168,9 @@ class WriteGate:
         self._lock = threading.Lock()
 
     def begin(self, conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+            return
         conn.info[self.HELD] = self._lock.acquire(timeout=self.TIMEOUT_S)
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -189,6 +197,9 @@ class Database:
     def __init__(self, engine: Engine, session_factory: sessionmaker[Session] | None = None):
         self.engine = engine
         self.session_factory = session_factory or sessionmaker(engine, expire_on_commit=False)
+        self._reader = session_factory or sessionmaker(
+            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -205,6 +216,21 @@ class Database:
             session.rollback()
             raise
         finally:
+            session.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only, ended by a rollback. On SQLite it reads a snapshot
+        beside the one writer (WAL) instead of queueing for the write lock: the worker's
+        pollers, which look for new events many times a second, must not hold up the
+        requests that write them. Writing through it is a bug; SQLite may refuse it with
+        SQLITE_BUSY. (A :class:`Database` given its own session factory, as the tests' one
+        joined to an outer transaction, reads through that factory.)"""
+        session = self._reader()
+        try:
+            yield session
+        finally:
+            session.rollback()
             session.close()
 
     def ping(self) -> None:

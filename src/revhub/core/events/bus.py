@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 import structlog
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from revhub.core.db import Database, utcnow
@@ -75,6 +75,12 @@ class LocalBus:
         self.batch_size = batch_size
 
     def _position(self, consumer: str) -> int:
+        with self.db.reading() as session:
+            position = session.scalar(
+                select(ConsumerOffset.position).where(ConsumerOffset.consumer == consumer)
+            )
+        if position is not None:
+            return position
         with self.db.transaction() as session:
             offset = session.get(ConsumerOffset, consumer)
             if offset is None:
@@ -91,7 +97,7 @@ class LocalBus:
         stopping: Callable[[], bool] = _never,
     ) -> int:
         position = self._position(consumer.name)
-        with self.db.transaction() as session:
+        with self.db.reading() as session:
             batch = [
                 (seq, Received(outbox.to_event(row), row.topic))
                 for seq, row in outbox.read_after(

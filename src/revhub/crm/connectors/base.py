@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 ObjectKind = Literal["contact", "deal"]
-Outcome = Literal["created", "updated", "unchanged", "failed"]
+Outcome = Literal["created", "updated", "unchanged", "deleted", "failed"]
+WriteMode = Literal["upsert", "update_only", "create_only"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class RowResult:
     outcome: Outcome
     crm_id: str | None = None
     error: str | None = None
+    modified_at: datetime | None = None
+    """The vendor's last-modified time after our write: a pulled record with this time is
+    our own write read back (echo suppression)."""
 
 
 @dataclass(frozen=True)
@@ -92,9 +96,11 @@ class Connector(Protocol):
         """Authenticate and confirm the mapped CRM fields exist on each object."""
         ...
 
-    def write(self, kind: ObjectKind, rows: Sequence[dict[str, Any]]) -> list[RowResult]:
-        """Upsert ``rows`` (CRM field names, each with the sync key) in the vendor's batch
-        form; one result per row, in order."""
+    def write(
+        self, kind: ObjectKind, rows: Sequence[dict[str, Any]], mode: WriteMode = "upsert"
+    ) -> list[RowResult]:
+        """Write ``rows`` (CRM field names, each with the sync key) in the vendor's batch
+        form, creating, updating or both as ``mode`` says; one result per row, in order."""
         ...
 
     def changes(self, kind: ObjectKind, since: datetime, cursor: str | None = None) -> Changes:

@@ -1,0 +1,61 @@
+"""The embedded database's transactions: one writer at a time, readers beside it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from revhub.core.db import Database
+
+
+def _sqlite(tmp_path: Path) -> Database:
+    db = Database.from_url(f"sqlite:///{tmp_path / 'gate.db'}")
+    with db.transaction() as session:
+        session.execute(text("CREATE TABLE item (n INTEGER)"))
+        session.execute(text("INSERT INTO item VALUES (1)"))
+    return db
+
+
+def test_a_reader_does_not_queue_behind_the_writer(tmp_path: Path) -> None:
+    """The worker's pollers read while a request holds the write lock: they see the last
+    committed state at once instead of waiting for the writer (or for the gate's 30 s)."""
+    db = _sqlite(tmp_path)
+    with db.transaction() as writer:
+        writer.execute(text("INSERT INTO item VALUES (2)"))
+        started = time.monotonic()
+        with db.reading() as reader:
+            seen = reader.scalar(text("SELECT count(*) FROM item"))
+        assert seen == 1
+        assert time.monotonic() - started < 5
+    with db.reading() as reader:
+        assert reader.scalar(text("SELECT count(*) FROM item")) == 2
+    db.engine.dispose()
+
+
+def test_writers_still_take_turns(tmp_path: Path) -> None:
+    """A second writer waits for the first to commit and then sees its row (no
+    SQLITE_BUSY half-way through)."""
+    db = _sqlite(tmp_path)
+    order: list[str] = []
+    holding = threading.Event()
+
+    def second() -> None:
+        holding.wait(5)
+        with db.transaction() as session:
+            count = session.scalar(text("SELECT count(*) FROM item"))
+            order.append(f"second saw {count}")
+            session.execute(text("INSERT INTO item VALUES (3)"))
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with db.transaction() as session:
+        session.execute(text("INSERT INTO item VALUES (2)"))
+        holding.set()
+        time.sleep(0.2)
+        order.append("first commits")
+    thread.join(10)
+    assert order == ["first commits", "second saw 2"]
+    db.engine.dispose()
