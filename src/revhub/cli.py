@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import getpass
+import json
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,11 +20,12 @@ from revhub.core.auth import service as auth
 from revhub.core.auth.schemas import ApiKeyCreate
 from revhub.core.auth.scopes import ROLE_SCOPES, Role
 from revhub.core.db import Database, utcnow
-from revhub.core.errors import ConfigurationError, RevHubError
+from revhub.core.errors import ConfigurationError, InvalidInput, RevHubError
 from revhub.core.events import service as events
 from revhub.core.jobs import service as jobs
 from revhub.core.jobs.models import JobRun
 from revhub.core.settings import Settings, load_settings
+from revhub.crm.connectors.base import ConnectorError
 
 app = typer.Typer(
     help="RevHub: the integration hub for revenue data. Configure with REVHUB_* variables "
@@ -39,6 +42,8 @@ dead_app = typer.Typer(
 app.add_typer(dead_app, name="dead-letters")
 jobs_app = typer.Typer(help="Scheduled batch jobs: list them, run one now.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
+crm_app = typer.Typer(help="CRM connections: add one, list them, test one.", no_args_is_help=True)
+app.add_typer(crm_app, name="crm")
 
 out = Console()
 err = Console(stderr=True)
@@ -462,3 +467,80 @@ def _safe_url(settings: Settings) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(settings.effective_database_url).render_as_string(hide_password=True)
+
+
+CRM_CREDENTIALS_ENV = "REVHUB_CRM_CREDENTIALS"
+
+
+@crm_app.command("add")
+def crm_add(
+    name: Annotated[str, typer.Argument(help="A name for this CRM account, e.g. hubspot-eu.")],
+    crm: Annotated[str, typer.Option(help="The vendor: hubspot.")],
+    base_url: Annotated[
+        str | None, typer.Option(help="The API's address, if not the vendor's public one.")
+    ] = None,
+) -> None:
+    """Store a CRM connection. The credentials come as JSON in REVHUB_CRM_CREDENTIALS (kept
+    out of shell history), e.g. '{"access_token": "pat-…"}', and are stored sealed."""
+    from revhub.crm import service as crm_service
+
+    raw = os.environ.get(CRM_CREDENTIALS_ENV)
+    if not raw:
+        err.print(f"[red]Set {CRM_CREDENTIALS_ENV}[/red] to the credentials as JSON, then retry.")
+        raise typer.Exit(2)
+    try:
+        credentials = json.loads(raw)
+    except ValueError as exc:
+        err.print(f"[red]{CRM_CREDENTIALS_ENV} is not JSON:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    with _hub() as (settings, db), db.transaction() as session:
+        box = crm_service.credentials_box(settings)
+        try:
+            connection = crm_service.add_connection(
+                session, box, name=name, crm=crm, credentials=credentials, base_url=base_url
+            )
+        except InvalidInput as exc:
+            for error in exc.errors:
+                err.print(f"[red]{error.field}[/red]: {error.message}")
+            raise typer.Exit(2) from exc
+        _audit_cli(settings, session, "cli crm add", "crm", str(connection.id))
+    out.print(f"CRM connection {name!r} ({crm}) stored; check it with `revhub crm test {name}`.")
+
+
+@crm_app.command("list")
+def crm_list() -> None:
+    """List CRM connections (never their credentials)."""
+    from revhub.crm import service as crm_service
+
+    with _hub() as (_settings, db), db.transaction() as session:
+        table = Table("name", "crm", "api", "active", "created")
+        for c in crm_service.list_connections(session):
+            api = c.settings.get("base_url") or "vendor default"
+            table.add_row(c.name, c.crm, api, str(c.active), c.created_at.isoformat())
+    out.print(table)
+
+
+@crm_app.command("test")
+def crm_test(name: Annotated[str, typer.Argument(help="The connection's name.")]) -> None:
+    """Check a connection's credentials and that every mapped CRM field exists."""
+    from revhub.crm import service as crm_service
+
+    with _hub() as (settings, db), db.transaction() as session:
+        box = crm_service.credentials_box(settings)
+        try:
+            check = crm_service.check_connection(session, box, name=name)
+        except ConnectorError as exc:
+            err.print(f"[red]{name}: the CRM did not answer the check:[/red] {exc}")
+            raise typer.Exit(1) from exc
+    report = check.report
+    if not report.authenticated:
+        err.print(f"[red]{name}: credentials refused[/red] ({report.detail}); store new ones.")
+        raise typer.Exit(1)
+    for kind, missing in report.missing_fields.items():
+        err.print(
+            f"[red]{name}: {kind} lacks {', '.join(missing)}[/red]: create these fields in "
+            f"{check.crm} or change the mapping."
+        )
+    if not check.ok:
+        raise typer.Exit(1)
+    out.print(f"{name} ({check.crm}): credentials work and every mapped field exists.")

@@ -30,6 +30,7 @@ def all_metadata() -> MetaData:
     from revhub.core.events import models as _events  # noqa: F401
     from revhub.core.jobs import models as _jobs  # noqa: F401
     from revhub.core.webhooks import models as _webhooks  # noqa: F401
+    from revhub.crm import models as _crm  # noqa: F401
     from revhub.sales import models as _sales  # noqa: F401
 
     return Base.metadata

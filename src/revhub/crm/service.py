@@ -1,0 +1,145 @@
+"""CRM connections: stored with their credentials sealed, opened into a connector, checked.
+
+A connection names one CRM account (``name``, e.g. ``hubspot-eu``), its vendor, where its
+API lives and its credentials. The credentials are JSON sealed with AES-GCM under a key
+derived from the PII secret (purpose ``crm-credentials``), so they are never in the
+database in the clear; after a PII key rotation the previous keys still open them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from revhub.core.crypto import SecretBox
+from revhub.core.errors import Conflict, FieldError, InvalidInput, NotFound
+from revhub.core.settings import Settings
+from revhub.crm.connectors.base import CheckReport, Connector, ObjectKind
+from revhub.crm.connectors.hubspot import HubSpot, HubSpotAuth
+from revhub.crm.mappings import CrmMap, Mappings, default_mappings
+from revhub.crm.models import CrmConnection
+
+PURPOSE = "crm-credentials"
+CREDENTIAL_FIELDS: dict[str, tuple[set[str], set[str]]] = {
+    "hubspot": ({"access_token"}, {"refresh_token", "client_id", "client_secret"}),
+}
+"""Per vendor: the credential fields required, and those allowed beside them."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """``revhub crm test``: the connection's answer, per object the mapped fields."""
+
+    connection: str
+    crm: str
+    report: CheckReport
+
+    @property
+    def ok(self) -> bool:
+        return self.report.authenticated and not self.report.missing_fields
+
+
+def credentials_box(settings: Settings) -> SecretBox:
+    return SecretBox(settings.secrets["pii_key"], PURPOSE, settings.pii_previous)
+
+
+def add_connection(
+    session: Session,
+    box: SecretBox,
+    *,
+    name: str,
+    crm: str,
+    credentials: dict[str, str],
+    base_url: str | None = None,
+) -> CrmConnection:
+    """Store a connection; its credentials are checked for shape here and for validity by
+    :func:`check_connection`."""
+    _check_credentials(crm, credentials)
+    if session.scalar(select(CrmConnection).where(CrmConnection.name == name)) is not None:
+        raise Conflict(f"A CRM connection named {name!r} exists; pick another name.")
+    connection = CrmConnection(
+        name=name,
+        crm=crm,
+        settings={"base_url": base_url} if base_url else {},
+        credentials_sealed=box.seal(json.dumps(credentials, sort_keys=True)),
+    )
+    session.add(connection)
+    session.flush()
+    return connection
+
+
+def get_connection(session: Session, *, name: str) -> CrmConnection:
+    found = session.scalar(select(CrmConnection).where(CrmConnection.name == name))
+    if found is None:
+        raise NotFound("CRM connection", name)
+    return found
+
+
+def list_connections(session: Session) -> Sequence[CrmConnection]:
+    return session.scalars(select(CrmConnection).order_by(CrmConnection.name)).all()
+
+
+def connector_for(connection: CrmConnection, box: SecretBox, mapping: CrmMap) -> Connector:
+    """The vendor's connector, keyed by the mapping's sync keys, with the credentials
+    opened only for as long as the connector lives."""
+    credentials: dict[str, Any] = json.loads(box.open(connection.credentials_sealed))
+    keys: dict[ObjectKind, str] = {
+        "contact": mapping.contact.fields[mapping.contact.key].crm,
+        "deal": mapping.deal.fields[mapping.deal.key].crm,
+    }
+    objects: dict[ObjectKind, str] = {
+        "contact": mapping.contact.object,
+        "deal": mapping.deal.object,
+    }
+    base_url = connection.settings.get("base_url")
+    if connection.crm == "hubspot":
+        extra = {"base_url": base_url} if base_url else {}
+        return HubSpot(auth=HubSpotAuth(**credentials), keys=keys, objects=objects, **extra)
+    message = f"no connector for {connection.crm!r}; one of {sorted(CREDENTIAL_FIELDS)}"
+    raise InvalidInput([FieldError("crm", message)])
+
+
+def check_connection(
+    session: Session, box: SecretBox, *, name: str, mappings: Mappings | None = None
+) -> Check:
+    """Authenticate and confirm every field the mapping names exists on the CRM objects."""
+    connection = get_connection(session, name=name)
+    mapping = (mappings or default_mappings()).of(connection.crm)
+    connector = connector_for(connection, box, mapping)
+    fields: dict[ObjectKind, Sequence[str]] = {
+        "contact": [f.crm for f in mapping.contact.fields.values()],
+        "deal": [f.crm for f in mapping.deal.fields.values()],
+    }
+    try:
+        report = connector.check(fields)
+    finally:
+        close = getattr(connector, "close", None)
+        if close is not None:
+            close()
+    return Check(connection=connection.name, crm=connection.crm, report=report)
+
+
+def _check_credentials(crm: str, credentials: dict[str, str]) -> None:
+    if crm not in CREDENTIAL_FIELDS:
+        message = f"unknown CRM {crm!r}; one of {sorted(CREDENTIAL_FIELDS)}"
+        raise InvalidInput([FieldError("crm", message)])
+    required, optional = CREDENTIAL_FIELDS[crm]
+    errors = [
+        FieldError(f"credentials.{k}", "is required") for k in sorted(required - set(credentials))
+    ]
+    errors += [
+        FieldError(f"credentials.{k}", f"is not a {crm} credential")
+        for k in sorted(set(credentials) - required - optional)
+    ]
+    errors += [
+        FieldError(f"credentials.{k}", "must be a non-empty string")
+        for k, v in sorted(credentials.items())
+        if not isinstance(v, str) or not v.strip()
+    ]
+    if errors:
+        raise InvalidInput(errors)

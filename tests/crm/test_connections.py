@@ -1,0 +1,137 @@
+"""CRM connections: credentials stored sealed, checked against the CRM, by service and CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from revhub.cli import app
+from revhub.core.crypto import SecretBox
+from revhub.core.db import make_engine
+from revhub.core.errors import Conflict, InvalidInput
+from revhub.crm import service
+from revhub.crm.models import CrmConnection
+from tests.crm.fakes.hubspot import HubSpotState, build_app
+from tests.crm.fakes.server import serve
+from tests.crm.test_hubspot import SEED_CONTACT_PROPERTIES, SEED_DEAL_PROPERTIES
+
+TOKEN = "pat-na1-7f3c9e1d-secret"
+runner = CliRunner()
+
+
+@pytest.fixture
+def hubspot() -> Iterator[tuple[HubSpotState, str]]:
+    state = HubSpotState(
+        custom_properties={"contacts": SEED_CONTACT_PROPERTIES, "deals": SEED_DEAL_PROPERTIES},
+        private_app_token=TOKEN,
+    )
+    with serve(build_app(state)) as url:
+        yield state, url
+
+
+@pytest.fixture
+def box() -> SecretBox:
+    return SecretBox(b"k" * 32, service.PURPOSE)
+
+
+def test_credentials_are_sealed_and_the_check_passes(
+    session: Session, box: SecretBox, hubspot: tuple[HubSpotState, str]
+) -> None:
+    _state, url = hubspot
+    service.add_connection(
+        session, box, name="hs", crm="hubspot", credentials={"access_token": TOKEN}, base_url=url
+    )
+    stored = session.scalar(select(CrmConnection.credentials_sealed))
+    assert stored is not None and TOKEN not in stored
+    check = service.check_connection(session, box, name="hs")
+    assert check.ok and check.report.authenticated
+
+
+def test_the_check_names_missing_fields_and_refused_credentials(
+    session: Session, box: SecretBox, hubspot: tuple[HubSpotState, str]
+) -> None:
+    state, url = hubspot
+    state.custom_properties["contacts"] = SEED_CONTACT_PROPERTIES - {"marketing_platform_id"}
+    service.add_connection(
+        session, box, name="hs", crm="hubspot", credentials={"access_token": TOKEN}, base_url=url
+    )
+    service.add_connection(
+        session, box, name="bad", crm="hubspot", credentials={"access_token": "x"}, base_url=url
+    )
+    check = service.check_connection(session, box, name="hs")
+    assert not check.ok and check.report.missing_fields == {"contact": ["marketing_platform_id"]}
+    refused = service.check_connection(session, box, name="bad")
+    assert not refused.ok and not refused.report.authenticated
+
+
+@pytest.mark.parametrize(
+    ("crm", "credentials", "fields"),
+    [
+        ("zoho", {"access_token": "t"}, ["crm"]),
+        ("hubspot", {}, ["credentials.access_token"]),
+        ("hubspot", {"access_token": "t", "password": "p"}, ["credentials.password"]),
+        ("hubspot", {"access_token": " "}, ["credentials.access_token"]),
+    ],
+)
+def test_bad_connections_are_refused_naming_the_field(
+    session: Session, box: SecretBox, crm: str, credentials: dict[str, str], fields: list[str]
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        service.add_connection(session, box, name="x", crm=crm, credentials=credentials)
+    assert [e.field for e in refused.value.errors] == fields
+    assert session.scalar(select(CrmConnection)) is None
+
+
+def test_names_are_unique(session: Session, box: SecretBox) -> None:
+    service.add_connection(
+        session, box, name="hs", crm="hubspot", credentials={"access_token": "a"}
+    )
+    with pytest.raises(Conflict):
+        service.add_connection(
+            session, box, name="hs", crm="hubspot", credentials={"access_token": "b"}
+        )
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env=env)
+    return result.exit_code, result.output
+
+
+def test_the_cli_adds_lists_and_tests_a_connection(
+    tmp_path: Path,
+    scratch_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    monkeypatch.setenv("REVHUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("REVHUB_DATABASE_URL", scratch_database_url)
+    monkeypatch.setenv("COLUMNS", "300")
+    assert _cli("migrate")[0] == 0
+    code, said = _cli("crm", "add", "hs", "--crm", "hubspot", "--base-url", url)
+    assert code == 2 and "REVHUB_CRM_CREDENTIALS" in said
+    creds = {"REVHUB_CRM_CREDENTIALS": json.dumps({"access_token": TOKEN})}
+    code, said = _cli("crm", "add", "hs", "--crm", "hubspot", "--base-url", url, env=creds)
+    assert code == 0, said
+    code, said = _cli("crm", "list")
+    assert code == 0 and "hs" in said and url in said and TOKEN not in said
+    code, said = _cli("crm", "test", "hs")
+    assert code == 0 and "every mapped field exists" in said, said
+    state.custom_properties["deals"] = set()
+    code, said = _cli("crm", "test", "hs")
+    assert code == 1 and "marketing_platform_id" in said
+    state.down = True
+    code, said = _cli("crm", "test", "hs")
+    assert code == 1 and "did not answer" in said
+    assert _cli("crm", "test", "nope")[0] == 1
+    engine = make_engine(scratch_database_url)
+    with engine.connect() as conn:
+        sealed = conn.execute(text("SELECT credentials_sealed FROM crm_connection")).scalar()
+    engine.dispose()
+    assert sealed and TOKEN not in sealed
