@@ -475,7 +475,7 @@ CRM_CREDENTIALS_ENV = "REVHUB_CRM_CREDENTIALS"
 @crm_app.command("add")
 def crm_add(
     name: Annotated[str, typer.Argument(help="A name for this CRM account, e.g. hubspot-eu.")],
-    crm: Annotated[str, typer.Option(help="The vendor: hubspot.")],
+    crm: Annotated[str, typer.Option(help="The vendor: salesforce, hubspot or pipedrive.")],
     base_url: Annotated[
         str | None, typer.Option(help="The API's address, if not the vendor's public one.")
     ] = None,

@@ -18,8 +18,14 @@ from revhub.core.errors import Conflict, InvalidInput
 from revhub.crm import service
 from revhub.crm.models import CrmConnection
 from tests.crm.fakes.hubspot import HubSpotState, build_app
+from tests.crm.fakes.pipedrive import PipedriveState
+from tests.crm.fakes.pipedrive import build_app as build_pipedrive
+from tests.crm.fakes.salesforce import SalesforceState
+from tests.crm.fakes.salesforce import build_app as build_salesforce
 from tests.crm.fakes.server import serve
 from tests.crm.test_hubspot import SEED_CONTACT_PROPERTIES, SEED_DEAL_PROPERTIES
+from tests.crm.test_pipedrive import SEED_DEAL_FIELDS, SEED_PERSON_FIELDS
+from tests.crm.test_salesforce import KEY as SF_KEY
 
 TOKEN = "pat-na1-7f3c9e1d-secret"
 runner = CliRunner()
@@ -135,3 +141,63 @@ def test_the_cli_adds_lists_and_tests_a_connection(
         sealed = conn.execute(text("SELECT credentials_sealed FROM crm_connection")).scalar()
     engine.dispose()
     assert sealed and TOKEN not in sealed
+
+
+def test_a_pipedrive_connection_takes_an_api_token_and_checks_custom_fields(
+    session: Session, box: SecretBox
+) -> None:
+    state = PipedriveState(
+        custom_fields={"persons": dict(SEED_PERSON_FIELDS), "deals": dict(SEED_DEAL_FIELDS)}
+    )
+    with serve(build_pipedrive(state)) as url:
+        service.add_connection(
+            session,
+            box,
+            name="pd",
+            crm="pipedrive",
+            credentials={"api_token": "api-token-1"},
+            base_url=url,
+        )
+        assert service.check_connection(session, box, name="pd").ok
+        state.custom_fields["deals"] = {}
+        missing = service.check_connection(session, box, name="pd").report.missing_fields
+    assert "custom_fields.marketing_platform_id" in missing["deal"]
+    with pytest.raises(InvalidInput) as refused:
+        service.add_connection(session, box, name="pd2", crm="pipedrive", credentials={})
+    assert refused.value.errors[0].field == "credentials.api_token"
+    assert "access_token" in refused.value.errors[0].message
+
+
+def test_a_salesforce_connection_logs_in_with_client_credentials(
+    session: Session, box: SecretBox
+) -> None:
+    state = SalesforceState(
+        custom_fields={
+            "Lead": {SF_KEY, "Lead_Score__c", "Campaign_ID__c"},
+            "Opportunity": {SF_KEY},
+        },
+        external_ids={"Lead": {SF_KEY}, "Opportunity": {SF_KEY}},
+    )
+    good = {"client_id": "consumer-key", "client_secret": "consumer-secret"}
+    with serve(build_salesforce(state)) as url:
+        service.add_connection(
+            session, box, name="sf", crm="salesforce", credentials=good, base_url=url
+        )
+        assert service.check_connection(session, box, name="sf").ok
+        service.add_connection(
+            session,
+            box,
+            name="sf-bad",
+            crm="salesforce",
+            credentials={"client_id": "consumer-key", "client_secret": "wrong"},
+            base_url=url,
+        )
+        assert not service.check_connection(session, box, name="sf-bad").report.authenticated
+    with pytest.raises(InvalidInput) as refused:
+        service.add_connection(
+            session, box, name="sf2", crm="salesforce", credentials={"private_key": "pem"}
+        )
+    assert [e.field for e in refused.value.errors] == [
+        "credentials.client_id",
+        "credentials.username",
+    ]

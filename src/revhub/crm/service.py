@@ -21,14 +21,24 @@ from revhub.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from revhub.core.settings import Settings
 from revhub.crm.connectors.base import CheckReport, Connector, ObjectKind
 from revhub.crm.connectors.hubspot import HubSpot, HubSpotAuth
+from revhub.crm.connectors.pipedrive import Pipedrive, PipedriveAuth
+from revhub.crm.connectors.salesforce import Salesforce, SalesforceAuth
 from revhub.crm.mappings import CrmMap, Mappings, default_mappings
 from revhub.crm.models import CrmConnection
 
 PURPOSE = "crm-credentials"
-CREDENTIAL_FIELDS: dict[str, tuple[set[str], set[str]]] = {
-    "hubspot": ({"access_token"}, {"refresh_token", "client_id", "client_secret"}),
+CREDENTIAL_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], set[str]]] = {
+    "hubspot": ((), ("access_token",), {"refresh_token", "client_id", "client_secret"}),
+    "pipedrive": (
+        (),
+        ("api_token", "access_token"),
+        {"refresh_token", "client_id", "client_secret", "oauth_url"},
+    ),
+    "salesforce": (("client_id",), ("client_secret", "private_key"), {"username", "audience"}),
 }
-"""Per vendor: the credential fields required, and those allowed beside them."""
+"""Per vendor: the credential fields required, those of which one is required (the
+secret or token), and those allowed beside them (what OAuth refreshes with; the JWT
+bearer flow's user and audience)."""
 
 
 @dataclass(frozen=True)
@@ -97,9 +107,19 @@ def connector_for(connection: CrmConnection, box: SecretBox, mapping: CrmMap) ->
         "deal": mapping.deal.object,
     }
     base_url = connection.settings.get("base_url")
+    extra = {"base_url": base_url} if base_url else {}
     if connection.crm == "hubspot":
-        extra = {"base_url": base_url} if base_url else {}
         return HubSpot(auth=HubSpotAuth(**credentials), keys=keys, objects=objects, **extra)
+    if connection.crm == "pipedrive":
+        return Pipedrive(auth=PipedriveAuth(**credentials), keys=keys, objects=objects, **extra)
+    if connection.crm == "salesforce":
+        login = {"login_url": base_url} if base_url else {}
+        fields: dict[ObjectKind, list[str]] = {
+            "contact": [f.crm for f in mapping.contact.fields.values()],
+            "deal": [f.crm for f in mapping.deal.fields.values()],
+        }
+        auth = SalesforceAuth(**credentials)
+        return Salesforce(auth=auth, keys=keys, objects=objects, fields=fields, **login)
     message = f"no connector for {connection.crm!r}; one of {sorted(CREDENTIAL_FIELDS)}"
     raise InvalidInput([FieldError("crm", message)])
 
@@ -128,13 +148,18 @@ def _check_credentials(crm: str, credentials: dict[str, str]) -> None:
     if crm not in CREDENTIAL_FIELDS:
         message = f"unknown CRM {crm!r}; one of {sorted(CREDENTIAL_FIELDS)}"
         raise InvalidInput([FieldError("crm", message)])
-    required, optional = CREDENTIAL_FIELDS[crm]
+    required, tokens, optional = CREDENTIAL_FIELDS[crm]
     errors = [
-        FieldError(f"credentials.{k}", "is required") for k in sorted(required - set(credentials))
+        FieldError(f"credentials.{k}", "is required") for k in required if k not in credentials
     ]
+    if not set(tokens) & set(credentials):
+        others = f" (or {', '.join(tokens[1:])})" if len(tokens) > 1 else ""
+        errors.append(FieldError(f"credentials.{tokens[0]}", f"is required{others}"))
+    if "private_key" in credentials and "username" not in credentials:
+        errors.append(FieldError("credentials.username", "is required with private_key"))
     errors += [
         FieldError(f"credentials.{k}", f"is not a {crm} credential")
-        for k in sorted(set(credentials) - required - optional)
+        for k in sorted(set(credentials) - {*required, *tokens} - optional)
     ]
     errors += [
         FieldError(f"credentials.{k}", "must be a non-empty string")

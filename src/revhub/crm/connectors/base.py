@@ -9,7 +9,7 @@ rows for the next run; a record the vendor refuses fails that row alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -110,6 +110,24 @@ class Connector(Protocol):
     def delete(self, kind: ObjectKind, crm_ids: Sequence[str]) -> list[RowResult]:
         """Remove (archive) records the hub deleted, for the ``mirror`` mode."""
         ...
+
+
+def field_report(
+    fields: dict[ObjectKind, Sequence[str]],
+    missing_of: Callable[[ObjectKind, Sequence[str]], list[str]],
+) -> CheckReport:
+    """The check every connector makes: for each object, the wanted fields the CRM lacks
+    (``missing_of`` asks the vendor); refused credentials end it as not authenticated."""
+    missing: dict[str, list[str]] = {}
+    try:
+        for kind, wanted in fields.items():
+            gaps = missing_of(kind, wanted)
+            if gaps:
+                missing[kind] = gaps
+    except Unauthorized as exc:
+        return CheckReport(authenticated=False, detail=str(exc))
+    detail = "every mapped field exists" if not missing else "some fields are missing"
+    return CheckReport(authenticated=True, missing_fields=missing, detail=detail)
 
 
 def pages(connector: Connector, kind: ObjectKind, since: datetime) -> Iterator[Record]:

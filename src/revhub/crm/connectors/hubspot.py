@@ -37,6 +37,7 @@ from revhub.crm.connectors.base import (
     Unauthorized,
     Unavailable,
     WriteMode,
+    field_report,
 )
 
 BASE_URL = "https://api.hubapi.com"
@@ -91,18 +92,7 @@ class HubSpot:
     # --- the Connector protocol ----------------------------------------------------------
 
     def check(self, fields: dict[ObjectKind, Sequence[str]]) -> CheckReport:
-        missing: dict[str, list[str]] = {}
-        try:
-            for kind, wanted in fields.items():
-                answer = self._call("GET", f"/crm/v3/properties/{self.objects[kind]}")
-                names = {p["name"] for p in answer.json()["results"]}
-                gaps = sorted(set(wanted) - names)
-                if gaps:
-                    missing[kind] = gaps
-        except Unauthorized as exc:
-            return CheckReport(authenticated=False, detail=str(exc))
-        detail = "every mapped property exists" if not missing else "some properties are missing"
-        return CheckReport(authenticated=True, missing_fields=missing, detail=detail)
+        return field_report(fields, self._missing)
 
     def write(
         self, kind: ObjectKind, rows: Sequence[dict[str, Any]], mode: WriteMode = "upsert"
@@ -141,6 +131,10 @@ class HubSpot:
         return [RowResult(key=i, outcome="deleted", crm_id=i) for i in crm_ids]
 
     # --- the vendor's forms ---------------------------------------------------------------
+
+    def _missing(self, kind: ObjectKind, wanted: Sequence[str]) -> list[str]:
+        answer = self._call("GET", f"/crm/v3/properties/{self.objects[kind]}")
+        return sorted(set(wanted) - {p["name"] for p in answer.json()["results"]})
 
     def _write_batch(
         self, kind: ObjectKind, rows: Sequence[dict[str, Any]], mode: WriteMode
