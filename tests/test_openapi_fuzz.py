@@ -91,6 +91,8 @@ BUSINESS_RULES = {
     "GET /api/v1/integrations/sales/attribution",
     "GET /api/v1/integrations/sales/attribution/compare",
     "GET /api/v1/integrations/sales/attribution/{campaign_id}",
+    # Which credential fields a vendor takes (tests/crm/test_connections_api.py).
+    "POST /api/v1/crm/connections",
 }
 
 

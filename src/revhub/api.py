@@ -27,6 +27,7 @@ from revhub.core.observability import REGISTRY, RequestContext, configure_loggin
 from revhub.core.ratelimit import make_limiter
 from revhub.core.settings import Settings, load_settings
 from revhub.core.webhooks.router import router as webhooks_router
+from revhub.crm.router import router as crm_router
 from revhub.migrations import schema_status, upgrade
 from revhub.sales.router import routers as sales_routers
 from revhub.worker import build_worker, job_registry
@@ -118,6 +119,7 @@ def create_app(
         contacts_router,
         *sales_routers,
         attribution_router,
+        crm_router,
     ):
         app.include_router(router)
     return app

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,28 +16,19 @@ from revhub.core.db import make_engine
 from revhub.core.errors import Conflict, InvalidInput
 from revhub.crm import service
 from revhub.crm.models import CrmConnection
-from tests.crm.fakes.hubspot import HubSpotState, build_app
+from tests.crm.conftest import HUBSPOT_TOKEN
+from tests.crm.fakes.hubspot import HubSpotState
 from tests.crm.fakes.pipedrive import PipedriveState
 from tests.crm.fakes.pipedrive import build_app as build_pipedrive
 from tests.crm.fakes.salesforce import SalesforceState
 from tests.crm.fakes.salesforce import build_app as build_salesforce
 from tests.crm.fakes.server import serve
-from tests.crm.test_hubspot import SEED_CONTACT_PROPERTIES, SEED_DEAL_PROPERTIES
+from tests.crm.test_hubspot import SEED_CONTACT_PROPERTIES
 from tests.crm.test_pipedrive import SEED_DEAL_FIELDS, SEED_PERSON_FIELDS
 from tests.crm.test_salesforce import KEY as SF_KEY
 
-TOKEN = "pat-na1-7f3c9e1d-secret"
+TOKEN = HUBSPOT_TOKEN
 runner = CliRunner()
-
-
-@pytest.fixture
-def hubspot() -> Iterator[tuple[HubSpotState, str]]:
-    state = HubSpotState(
-        custom_properties={"contacts": SEED_CONTACT_PROPERTIES, "deals": SEED_DEAL_PROPERTIES},
-        private_app_token=TOKEN,
-    )
-    with serve(build_app(state)) as url:
-        yield state, url
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ _DESCRIPTIONS = {
     413: "Body over REVHUB_MAX_BODY_BYTES",
     422: "Invalid input; `errors` names each field",
     429: "Rate limit or quota used up (see Retry-After)",
+    502: "A vendor system the hub called did not answer or failed",
     503: "A dependency is unreachable, or the hub is overloaded (see Retry-After)",
 }
 

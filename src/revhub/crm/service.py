@@ -66,10 +66,11 @@ def add_connection(
     crm: str,
     credentials: dict[str, str],
     base_url: str | None = None,
+    prefix: str = "",
 ) -> CrmConnection:
-    """Store a connection; its credentials are checked for shape here and for validity by
-    :func:`check_connection`."""
-    _check_credentials(crm, credentials)
+    """Store a connection; its credentials are checked for shape here (errors name
+    ``prefix`` + the field: ``body.`` over HTTP) and for validity by :func:`check`."""
+    _check_credentials(crm, credentials, prefix)
     if session.scalar(select(CrmConnection).where(CrmConnection.name == name)) is not None:
         raise Conflict(f"A CRM connection named {name!r} exists; pick another name.")
     connection = CrmConnection(
@@ -128,7 +129,12 @@ def check_connection(
     session: Session, box: SecretBox, *, name: str, mappings: Mappings | None = None
 ) -> Check:
     """Authenticate and confirm every field the mapping names exists on the CRM objects."""
-    connection = get_connection(session, name=name)
+    return check(get_connection(session, name=name), box, mappings)
+
+
+def check(connection: CrmConnection, box: SecretBox, mappings: Mappings | None = None) -> Check:
+    """:func:`check_connection` for a connection already read (no session is needed while
+    the CRM answers)."""
     mapping = (mappings or default_mappings()).of(connection.crm)
     connector = connector_for(connection, box, mapping)
     fields: dict[ObjectKind, Sequence[str]] = {
@@ -144,27 +150,23 @@ def check_connection(
     return Check(connection=connection.name, crm=connection.crm, report=report)
 
 
-def _check_credentials(crm: str, credentials: dict[str, str]) -> None:
+def _check_credentials(crm: str, credentials: dict[str, str], prefix: str) -> None:
     if crm not in CREDENTIAL_FIELDS:
         message = f"unknown CRM {crm!r}; one of {sorted(CREDENTIAL_FIELDS)}"
-        raise InvalidInput([FieldError("crm", message)])
+        raise InvalidInput([FieldError(f"{prefix}crm", message)])
     required, tokens, optional = CREDENTIAL_FIELDS[crm]
-    errors = [
-        FieldError(f"credentials.{k}", "is required") for k in required if k not in credentials
-    ]
+    wrong: list[tuple[str, str]] = [(k, "is required") for k in required if k not in credentials]
     if not set(tokens) & set(credentials):
         others = f" (or {', '.join(tokens[1:])})" if len(tokens) > 1 else ""
-        errors.append(FieldError(f"credentials.{tokens[0]}", f"is required{others}"))
+        wrong.append((tokens[0], f"is required{others}"))
     if "private_key" in credentials and "username" not in credentials:
-        errors.append(FieldError("credentials.username", "is required with private_key"))
-    errors += [
-        FieldError(f"credentials.{k}", f"is not a {crm} credential")
-        for k in sorted(set(credentials) - {*required, *tokens} - optional)
-    ]
-    errors += [
-        FieldError(f"credentials.{k}", "must be a non-empty string")
+        wrong.append(("username", "is required with private_key"))
+    unknown = set(credentials) - {*required, *tokens} - optional
+    wrong += [(k, f"is not a {crm} credential") for k in sorted(unknown)]
+    wrong += [
+        (k, "must be a non-empty string")
         for k, v in sorted(credentials.items())
-        if not isinstance(v, str) or not v.strip()
+        if k not in unknown and (not isinstance(v, str) or not v.strip())
     ]
-    if errors:
-        raise InvalidInput(errors)
+    if wrong:
+        raise InvalidInput([FieldError(f"{prefix}credentials.{k}", m) for k, m in wrong])
