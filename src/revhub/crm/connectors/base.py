@@ -9,9 +9,9 @@ rows for the next run; a record the vendor refuses fails that row alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 ObjectKind = Literal["contact", "deal"]
@@ -110,6 +110,25 @@ class Connector(Protocol):
     def delete(self, kind: ObjectKind, crm_ids: Sequence[str]) -> list[RowResult]:
         """Remove (archive) records the hub deleted, for the ``mirror`` mode."""
         ...
+
+
+def vendor_time(value: Any) -> datetime | None:
+    """A vendor's ISO 8601 time (``Z``, an offset, or none, which every contract here means
+    as UTC) as an aware UTC datetime; None when absent."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def seconds_in(headers: Mapping[str, str], *names: str) -> float | None:
+    """The first of ``names`` holding a number of seconds (``Retry-After`` and the
+    vendors' reset headers); None when none does."""
+    for name in names:
+        value = headers.get(name)
+        if value and value.replace(".", "", 1).isdigit():
+            return float(value)
+    return None
 
 
 def field_report(

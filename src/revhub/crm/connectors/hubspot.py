@@ -38,6 +38,8 @@ from revhub.crm.connectors.base import (
     Unavailable,
     WriteMode,
     field_report,
+    seconds_in,
+    vendor_time,
 )
 
 BASE_URL = "https://api.hubapi.com"
@@ -246,11 +248,11 @@ def _checked(response: httpx.Response) -> httpx.Response:
 
 
 def _wait_seconds(response: httpx.Response) -> float:
-    retry_after = response.headers.get("Retry-After")
-    if retry_after and retry_after.replace(".", "", 1).isdigit():
-        return float(retry_after)
-    interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
-    return int(interval) / 1000 if interval and interval.isdigit() else DEFAULT_WAIT_S
+    waited = seconds_in(response.headers, "Retry-After")
+    if waited is not None:
+        return waited
+    interval = seconds_in(response.headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
+    return interval / 1000 if interval is not None else DEFAULT_WAIT_S
 
 
 def _message(response: httpx.Response) -> str:
@@ -283,8 +285,7 @@ def _ms(at: datetime) -> int:
 
 
 def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
+    """HubSpot writes times as ISO 8601, or as epoch milliseconds in date properties."""
     if isinstance(value, str) and value.isdigit():
         return datetime.fromtimestamp(int(value) / 1000, UTC)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
+    return vendor_time(value)

@@ -53,6 +53,8 @@ from revhub.crm.connectors.base import (
     Unavailable,
     WriteMode,
     field_report,
+    seconds_in,
+    vendor_time,
 )
 
 BASE_URL = "https://api.pipedrive.com"
@@ -240,7 +242,7 @@ class Pipedrive:
             crm_id=str(item["id"]),
             key=_key_text(fields.get(self.keys[kind])) or None,
             fields=fields,
-            modified_at=_parse_time(item.get("update_time")) or datetime.now(UTC),
+            modified_at=vendor_time(item.get("update_time")) or datetime.now(UTC),
             deleted=deleted or bool(item.get("is_deleted")),
         )
 
@@ -297,11 +299,8 @@ def _checked(response: httpx.Response) -> httpx.Response:
 
 
 def _wait_seconds(response: httpx.Response) -> float:
-    for header in ("Retry-After", "x-ratelimit-reset"):
-        value = response.headers.get(header)
-        if value and value.replace(".", "", 1).isdigit():
-            return float(value)
-    return DEFAULT_WAIT_S
+    waited = seconds_in(response.headers, "Retry-After", "x-ratelimit-reset")
+    return DEFAULT_WAIT_S if waited is None else waited
 
 
 def _message(response: httpx.Response) -> str:
@@ -398,7 +397,7 @@ def _written(key: str, outcome: Outcome, item: dict[str, Any]) -> RowResult:
         key=key,
         outcome=outcome,
         crm_id=str(item["id"]),
-        modified_at=_parse_time(item.get("update_time")),
+        modified_at=vendor_time(item.get("update_time")),
     )
 
 
@@ -410,10 +409,3 @@ def _rfc3339(at: datetime) -> str:
     """Pipedrive's times are whole seconds: ``since`` is rounded down, so nothing is
     missed (a record read twice is harmless)."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)

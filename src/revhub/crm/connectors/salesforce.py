@@ -50,6 +50,7 @@ from revhub.crm.connectors.base import (
     Unavailable,
     WriteMode,
     field_report,
+    vendor_time,
 )
 
 LOGIN_URL = "https://login.salesforce.com"
@@ -451,4 +452,8 @@ def _soql_text(value: str) -> str:
 
 
 def _parse_time(value: Any) -> datetime:
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
+    """``SystemModstamp``, which every record carries."""
+    parsed = vendor_time(value)
+    if parsed is None:
+        raise ConnectorError("Salesforce returned a record without SystemModstamp")
+    return parsed
