@@ -9,6 +9,7 @@ database in the clear; after a PII key rotation the previous keys still open the
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -170,3 +171,36 @@ def _check_credentials(crm: str, credentials: dict[str, str], prefix: str) -> No
     ]
     if wrong:
         raise InvalidInput([FieldError(f"{prefix}credentials.{k}", m) for k, m in wrong])
+
+
+@dataclass
+class Target:
+    """A connection opened for a sync: its ids, its mapping and a live connector. Built from
+    a row read in a short transaction, so no session is held while the CRM answers."""
+
+    connection_id: uuid.UUID
+    name: str
+    crm: str
+    mapping: CrmMap
+    critical: frozenset[str]
+    connector: Connector
+
+    def close(self) -> None:
+        close = getattr(self.connector, "close", None)
+        if close is not None:
+            close()
+
+
+def open_target(
+    connection: CrmConnection, box: SecretBox, mappings: Mappings | None = None
+) -> Target:
+    chosen = mappings or default_mappings()
+    mapping = chosen.of(connection.crm)
+    return Target(
+        connection_id=connection.id,
+        name=connection.name,
+        crm=connection.crm,
+        mapping=mapping,
+        critical=chosen.critical,
+        connector=connector_for(connection, box, mapping),
+    )

@@ -91,6 +91,7 @@ class Connector(Protocol):
     """A CRM as the sync engine sees it."""
 
     name: str
+    batch_size: int
 
     def check(self, fields: dict[ObjectKind, Sequence[str]]) -> CheckReport:
         """Authenticate and confirm the mapped CRM fields exist on each object."""

@@ -70,6 +70,10 @@ class HubSpotAuth:
 class HubSpot:
     name = "hubspot"
 
+    batch_size = BATCH_LIMIT
+    """The most rows one write call sends (rows per batch write call); the engine retries a
+    rate-limited call whole, so it never hands a connector more than this at once."""
+
     def __init__(
         self,
         *,

@@ -102,6 +102,10 @@ class Refused(ConnectorError):
 class Pipedrive:
     name = "pipedrive"
 
+    batch_size = 1
+    """The most rows one write call sends (one record per call: no batch write); the engine
+    retries a rate-limited call whole, so it never hands a connector more than this."""
+
     def __init__(
         self,
         *,

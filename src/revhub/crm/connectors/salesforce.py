@@ -115,6 +115,10 @@ class _Session:
 class Salesforce:
     name = "salesforce"
 
+    batch_size = BATCH_LIMIT
+    """The most rows one write call sends (rows per batch write call); the engine retries a
+    rate-limited call whole, so it never hands a connector more than this at once."""
+
     def __init__(
         self,
         *,

@@ -1,0 +1,268 @@
+"""Push: hub contacts to a CRM, by the mapping, only what changed.
+
+A run picks its contacts (every lead on ``--full``; else those changed since the last run,
+or the ones the ``crm-sync`` consumer queued), adds the failed-row index, and goes in
+chunks: read the chunk's values, compare each with what its link says the CRM last got
+(an unchanged contact is logged ``unchanged`` and not sent), write the rest in the
+vendor's batch size, then log each row's outcome and remember what was written.
+
+Failures follow the vendor conventions (vendor-specs README): a rate limit sleeps for the
+vendor's wait and sends the same batch again (a refused batch was not applied, so nothing
+is sent twice); a CRM that is down or refuses the credentials fails the run's remaining
+rows into the failed-row index without calling it again, for the next run to retry.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from revhub.contacts.models import Contact
+from revhub.contacts.pii import Pii
+from revhub.core.db import Database, utcnow
+from revhub.crm.connectors.base import ConnectorError, ObjectKind, RateLimited, RowResult, WriteMode
+from revhub.crm.mappings import Mode, ObjectMap
+from revhub.crm.models import CrmLink, SyncRun
+from revhub.crm.records import PUSHED_BY_HUB, contact_values, crm_row, synced_state
+from revhub.crm.runs import RunLog, failed_ids, finish_run, last_start, start_run
+from revhub.crm.service import Target
+from revhub.sales.models import Lead, LeadScore
+
+CHUNK = 500
+MAX_PAUSES = 30
+"""Rate-limit waits one batch may sit out before its rows are failed for the next run (at
+HubSpot's 10 s that is five minutes of a limit that does not lift)."""
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)`` after each chunk."""
+Sleep = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class Synced:
+    """What a link says, read out of its session (the CRM is called with no session open)."""
+
+    crm_id: str
+    pushed: dict[str, Any]
+    crm_modified_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Planned:
+    hub_id: uuid.UUID
+    row: dict[str, Any]
+    state: dict[str, Any]
+
+
+def push_contacts(
+    db: Database,
+    pii: Pii,
+    target: Target,
+    *,
+    trigger: str,
+    full: bool = False,
+    only: Collection[uuid.UUID] | None = None,
+    sleep: Sleep = time.sleep,
+    progress: Progress | None = None,
+) -> SyncRun:
+    """One push run of contacts to ``target``; returns the finished run."""
+    log = start_run(
+        db,
+        connection_id=target.connection_id,
+        direction="push",
+        kind="contact",
+        trigger=trigger,
+        full=full,
+    )
+    with db.reading() as session:
+        ids = _candidates(session, target, full=full, only=only)
+    down: str | None = None
+    for start in range(0, len(ids), CHUNK):
+        down = _push_chunk(db, pii, target, log, ids[start : start + CHUNK], down, sleep)
+        if progress is not None:
+            progress(min(start + CHUNK, len(ids)), len(ids))
+    if down is not None:
+        log.detail = (
+            f"CRM unavailable: {down}; the rows are in the failed-row index for the next run."
+        )
+    return finish_run(db, log, status="failed" if down is not None else None)
+
+
+def _push_chunk(
+    db: Database,
+    pii: Pii,
+    target: Target,
+    log: RunLog,
+    chunk: list[uuid.UUID],
+    down: str | None,
+    sleep: Sleep,
+) -> str | None:
+    """Push one chunk; returns why the CRM is unusable for the rest of the run, if it is."""
+    object_map = target.mapping.contact
+    with db.reading() as session:
+        values = contact_values(session, pii, chunk)
+        links = links_of(session, target, "contact", chunk)
+    planned, unchanged = _plan(object_map, values, links)
+    results: list[RowResult] = []
+    if down is None and planned:
+        try:
+            results = _write(target, log, [p.row for p in planned], _write_mode(object_map), sleep)
+        except ConnectorError as exc:
+            down = str(exc)
+    with db.transaction() as session:
+        for hub_id in chunk:
+            if hub_id not in values:
+                log.record(
+                    session, hub_id, "unchanged", error="not pushed: merged away or no e-mail"
+                )
+        for hub_id in unchanged:
+            log.record(session, hub_id, "unchanged", crm_id=links[hub_id].crm_id)
+        if down is not None:
+            for item in planned:
+                log.record(session, item.hub_id, "failed", error=f"CRM unavailable: {down}")
+            return down
+        for item, result in zip(planned, results, strict=True):
+            if result.outcome == "failed":
+                log.record(session, item.hub_id, "failed", error=result.error)
+                continue
+            remember(session, target, "contact", item.hub_id, result, item.state)
+            log.record(session, item.hub_id, result.outcome, crm_id=result.crm_id)
+    return None
+
+
+def _candidates(
+    session: Session, target: Target, *, full: bool, only: Collection[uuid.UUID] | None
+) -> list[uuid.UUID]:
+    """The run's contacts, failed rows first: the queued ones, every lead, or the leads
+    changed (profile, lead record or score) since the last run began."""
+    retry = failed_ids(session, connection_id=target.connection_id, kind="contact")
+    if only is not None:
+        chosen: list[uuid.UUID] = list(only)
+    else:
+        query = (
+            select(Contact.id)
+            .join(Lead, Lead.contact_id == Contact.id)
+            .outerjoin(LeadScore, LeadScore.contact_id == Contact.id)
+            .where(Contact.merged_into_id.is_(None), Contact.email_sealed.is_not(None))
+            .order_by(Contact.created_at, Contact.id)
+        )
+        since = (
+            None
+            if full
+            else last_start(
+                session, connection_id=target.connection_id, direction="push", kind="contact"
+            )
+        )
+        if since is not None:
+            query = query.where(
+                or_(
+                    Contact.updated_at >= since,
+                    Lead.updated_at >= since,
+                    LeadScore.computed_at >= since,
+                )
+            )
+        chosen = list(session.scalars(query))
+    return list(dict.fromkeys([*retry, *chosen]))
+
+
+def links_of(
+    session: Session, target: Target, kind: ObjectKind, hub_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Synced]:
+    found = session.scalars(
+        select(CrmLink).where(
+            CrmLink.connection_id == target.connection_id,
+            CrmLink.kind == kind,
+            CrmLink.hub_id.in_(hub_ids),
+        )
+    )
+    return {
+        link.hub_id: Synced(link.crm_id, dict(link.pushed or {}), link.crm_modified_at)
+        for link in found
+    }
+
+
+def _plan(
+    object_map: ObjectMap, values: dict[uuid.UUID, dict[str, Any]], links: dict[uuid.UUID, Synced]
+) -> tuple[list[Planned], list[uuid.UUID]]:
+    """Split the chunk into rows to write and contacts whose pushed fields already match
+    what the CRM last got; a contact without the sync key's value cannot be matched and
+    is left out."""
+    planned: list[Planned] = []
+    unchanged: list[uuid.UUID] = []
+    ours = [n for n, f in object_map.fields.items() if f.owner in PUSHED_BY_HUB]
+    for hub_id, hub in values.items():
+        if hub.get(object_map.key) is None:
+            continue
+        state = {n: v for n, v in synced_state(object_map, hub).items() if n in ours}
+        link = links.get(hub_id)
+        if link is not None and all(state.get(n) == link.pushed.get(n) for n in ours):
+            unchanged.append(hub_id)
+            continue
+        planned.append(Planned(hub_id, crm_row(object_map, hub), state))
+    return planned, unchanged
+
+
+def _write_mode(object_map: ObjectMap) -> WriteMode:
+    """``mirror`` writes as ``upsert`` (its deletions are a separate call)."""
+    return "upsert" if object_map.mode is Mode.MIRROR else object_map.mode.value  # type: ignore[return-value]
+
+
+def _write(
+    target: Target, log: RunLog, rows: list[dict[str, Any]], mode: WriteMode, sleep: Sleep
+) -> list[RowResult]:
+    """Write in the vendor's batch size; a rate-limited batch waits and goes again."""
+    results: list[RowResult] = []
+    size = target.connector.batch_size
+    for batch in (rows[start : start + size] for start in range(0, len(rows), size)):
+        pauses = 0
+        while True:
+            try:
+                results += target.connector.write("contact", batch, mode)
+                break
+            except RateLimited as exc:
+                pauses += 1
+                if pauses > MAX_PAUSES:
+                    raise
+                log.paused_seconds += exc.retry_after
+                sleep(exc.retry_after)
+    return results
+
+
+def remember(
+    session: Session,
+    target: Target,
+    kind: ObjectKind,
+    hub_id: uuid.UUID,
+    result: RowResult,
+    state: dict[str, Any],
+) -> CrmLink:
+    """Keep what the CRM now holds for ``hub_id``: its id, the written values (the next
+    merge's common ancestor) and the vendor's time of the write."""
+    link = session.scalar(
+        select(CrmLink).where(
+            CrmLink.connection_id == target.connection_id,
+            CrmLink.kind == kind,
+            CrmLink.hub_id == hub_id,
+        )
+    )
+    if link is None:
+        link = CrmLink(
+            connection_id=target.connection_id,
+            kind=kind,
+            hub_id=hub_id,
+            crm_id=result.crm_id or "",
+            pushed={},
+        )
+        session.add(link)
+    link.crm_id = result.crm_id or link.crm_id
+    link.pushed = {**(link.pushed or {}), **state}
+    link.crm_modified_at = result.modified_at or link.crm_modified_at
+    link.synced_at = utcnow()
+    return link
