@@ -26,6 +26,7 @@ from tests.crm.fakes.server import serve
 from tests.crm.test_hubspot import SEED_CONTACT_PROPERTIES
 from tests.crm.test_pipedrive import SEED_DEAL_FIELDS, SEED_PERSON_FIELDS
 from tests.crm.test_salesforce import KEY as SF_KEY
+from tests.crm.test_salesforce import SEED_CUSTOM_FIELDS as SF_SEED_FIELDS
 
 TOKEN = HUBSPOT_TOKEN
 runner = CliRunner()
@@ -162,10 +163,7 @@ def test_a_salesforce_connection_logs_in_with_client_credentials(
     session: Session, box: SecretBox
 ) -> None:
     state = SalesforceState(
-        custom_fields={
-            "Lead": {SF_KEY, "Lead_Score__c", "Campaign_ID__c"},
-            "Opportunity": {SF_KEY},
-        },
+        custom_fields={k: set(v) for k, v in SF_SEED_FIELDS.items()},
         external_ids={"Lead": {SF_KEY}, "Opportunity": {SF_KEY}},
     )
     good = {"client_id": "consumer-key", "client_secret": "consumer-secret"}

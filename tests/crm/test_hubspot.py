@@ -20,7 +20,11 @@ SEED_CONTACT_PROPERTIES = {
     "recent_conversion_date",
     "last_campaign_interaction",
 }
-SEED_DEAL_PROPERTIES = {"marketing_platform_id", "marketing_platform_campaign_id"}
+SEED_DEAL_PROPERTIES = {
+    "marketing_platform_id",
+    "marketing_platform_campaign_id",
+    "marketing_platform_lead_id",
+}
 
 
 @pytest.fixture
@@ -193,9 +197,7 @@ def test_check_reports_missing_properties_and_bad_credentials(
     assert report.authenticated and report.missing_fields == {}
     state.custom_properties["deals"] = set()
     report = _connector(base_url).check(fields)
-    assert report.missing_fields == {
-        "deal": ["marketing_platform_campaign_id", "marketing_platform_id"]
-    }
+    assert report.missing_fields == {"deal": sorted(SEED_DEAL_PROPERTIES)}
     bad = _connector(base_url, HubSpotAuth(access_token="nope"))
     assert not bad.check(fields).authenticated
 

@@ -10,58 +10,11 @@ from sqlalchemy.orm import Session
 from revhub.contacts.pii import pii_for
 from revhub.core.db import Database
 from revhub.core.settings import Settings
-from revhub.crm import service
 from revhub.crm.models import FailedRow, SyncRow
 from revhub.crm.push import push_contacts
-from revhub.crm.service import Target
-from tests.crm.conftest import HUBSPOT_TOKEN
+from tests.crm.factories import OAUTH, capture, hubspot_target, no_wait
 from tests.crm.fakes.hubspot import HubSpotState
-from tests.sales.factories import SALES, Headers, created, lead_at, unique
-
-LEADS = f"{SALES}/leads"
-
-
-OAUTH = {
-    "access_token": "access-1",
-    "refresh_token": "refresh-1",
-    "client_id": "client",
-    "client_secret": "secret",
-}
-
-
-def hubspot_target(
-    db: Database, settings: Settings, url: str, credentials: dict[str, str] | None = None
-) -> Target:
-    box = service.credentials_box(settings)
-    with db.transaction() as session:
-        connection = service.add_connection(
-            session,
-            box,
-            name=unique("hs"),
-            crm="hubspot",
-            credentials=credentials or {"access_token": HUBSPOT_TOKEN},
-            base_url=url,
-        )
-    return service.open_target(connection, box)
-
-
-def capture(client: TestClient, auth_headers: Headers, count: int) -> list[dict[str, str]]:
-    """``count`` new leads through the bulk endpoint, each of a company of its own."""
-    headers = auth_headers("sales")
-    bodies = [
-        lead_at(f"{unique('co')}.example", first_name="Grace", last_name="Hopper")
-        for _ in range(count)
-    ]
-    answer = created(client.post(f"{LEADS}/bulk", json={"leads": bodies}, headers=headers), 200)
-    results = [item["result"] for item in answer["results"]]
-    return [
-        {"email": body["email"], "lead_id": result["lead_id"]}
-        for body, result in zip(bodies, results, strict=True)
-    ]
-
-
-def no_wait(seconds: float) -> None:
-    """Tests do not sleep out a fake's rate limit; the run records the pause."""
+from tests.sales.factories import Headers
 
 
 def test_captured_leads_reach_hubspot_with_the_seed_mapping_and_only_once(

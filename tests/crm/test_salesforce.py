@@ -20,15 +20,16 @@ DATA = "/services/data/v60.0"
 TOKEN = ("POST", "/services/oauth2/token")
 UPSERT_LEADS = ("PATCH", f"{DATA}/composite/sobjects/Lead/Marketing_Platform_ID__c")
 KEY = "Marketing_Platform_ID__c"
+SEED_CUSTOM_FIELDS = {
+    "Lead": {KEY, "Lead_Score__c", "Campaign_ID__c"},
+    "Opportunity": {KEY, "Marketing_Lead_ID__c"},
+}
 
 
 @pytest.fixture
 def state() -> SalesforceState:
     return SalesforceState(
-        custom_fields={
-            "Lead": {KEY, "Lead_Score__c", "Campaign_ID__c"},
-            "Opportunity": {KEY},
-        },
+        custom_fields={k: set(v) for k, v in SEED_CUSTOM_FIELDS.items()},
         external_ids={"Lead": {KEY}, "Opportunity": {KEY}},
     )
 
@@ -259,7 +260,7 @@ def test_check_reports_missing_fields_of_the_seed_mapping(
     report = _connector(base_url).check(fields)
     assert report.missing_fields == {
         "contact": ["Campaign_ID__c", "Lead_Score__c"],
-        "deal": [KEY],
+        "deal": sorted(SEED_CUSTOM_FIELDS["Opportunity"]),
     }
     assert _connector(base_url).check({"deal": ["Manager.Email"]}).missing_fields == {
         "deal": ["Manager.Email"]

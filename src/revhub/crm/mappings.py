@@ -40,6 +40,7 @@ HUB_FIELDS: dict[str, frozenset[str]] = {
         {
             "deal_id", "name", "amount", "currency", "stage", "is_closed", "is_closed_won",
             "opened_at", "closed_at", "owner_email", "account_domain", "primary_campaign_id",
+            "lead_id", "contact_crm_id",
         }
     ),
 }  # fmt: skip

@@ -48,7 +48,7 @@ def canon(mapped: FieldMap, value: Any, *, from_crm: bool) -> Any:
 
 def _json_safe(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value.normalize()) if value == value.to_integral() else str(value)
+        return format(value.normalize(), "f")
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, datetime | date):

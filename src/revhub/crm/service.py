@@ -184,6 +184,9 @@ class Target:
     mapping: CrmMap
     critical: frozenset[str]
     connector: Connector
+    currency: str = "USD"
+    """The currency of deal amounts where the CRM's deals carry none (Salesforce and
+    HubSpot single-currency accounts): the connection's ``currency`` setting."""
 
     def close(self) -> None:
         close = getattr(self.connector, "close", None)
@@ -203,4 +206,5 @@ def open_target(
         mapping=mapping,
         critical=chosen.critical,
         connector=connector_for(connection, box, mapping),
+        currency=connection.settings.get("currency", "USD"),
     )

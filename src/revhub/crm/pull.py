@@ -1,0 +1,410 @@
+"""Pull: contact and deal changes from a CRM into the hub's contacts and opportunities.
+
+A run reads every record the CRM changed since the last pull (all of them on ``--full``)
+page by page, and merges each into its hub record field by field (:mod:`revhub.crm.merge`).
+A record the hub wrote and nobody changed since — our own write read back — merges to no
+change (echo suppression by content, which holds even where the vendor's write answer has
+no timestamp), and a record whose last-modified time is the one our write returned is
+skipped before it is read.
+
+Deals become opportunities through the sales domain's own functions, so a deal closed-won
+in the CRM moves its contact to ``customer`` and publishes what attribution recomputes on.
+A deal the hub has not seen is created when its contact is known (by the mapped
+``lead_id``, or ``contact_crm_id``: the CRM id of a contact the hub has pushed).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from revhub.contacts import service as contacts
+from revhub.contacts.models import Account, Contact
+from revhub.contacts.pii import Pii
+from revhub.core.db import Database, utcnow
+from revhub.core.errors import RevHubError
+from revhub.crm.connectors.base import Changes, ConnectorError, ObjectKind, RateLimited, Record
+from revhub.crm.merge import Merged, Side, merge_record
+from revhub.crm.models import CrmLink, PendingPush, SyncCursor, SyncRun
+from revhub.crm.push import MAX_PAUSES, Progress, Sleep
+from revhub.crm.records import canon, contact_values, deal_values
+from revhub.crm.runs import RunLog, finish_run, start_run
+from revhub.crm.service import Target
+from revhub.sales import opportunities
+from revhub.sales import schemas as sales_schemas
+from revhub.sales.models import Lead, Opportunity, SalesRep
+
+BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)
+CLOSED_STAGES = {"Closed Won", "Closed Lost"}
+PROFILE_FIELDS = ("email", "first_name", "last_name", "phone", "company", "job_title", "country")
+
+Outcome = tuple[uuid.UUID | None, str, str | None]
+"""A pulled record's hub id (None: none), outcome and error."""
+
+
+def pull(
+    db: Database,
+    pii: Pii,
+    target: Target,
+    kind: ObjectKind,
+    *,
+    trigger: str,
+    full: bool = False,
+    sleep: Sleep = time.sleep,
+    progress: Progress | None = None,
+) -> SyncRun:
+    """One pull run of ``kind`` from ``target``; returns the finished run."""
+    log = start_run(
+        db,
+        connection_id=target.connection_id,
+        direction="pull",
+        kind=kind,
+        trigger=trigger,
+        full=full,
+    )
+    with db.reading() as session:
+        cursor = session.get(SyncCursor, (target.connection_id, kind))
+        since = BEGINNING if full or cursor is None else cursor.pulled_until
+    latest: datetime | None = None
+    place: str | None = None
+    try:
+        while True:
+            page = _page(target, log, kind, since, place, sleep)
+            latest = _apply_page(db, pii, target, log, kind, page.records, latest)
+            if progress is not None:
+                progress(sum(log.counts.values()), 0)
+            if page.cursor is None:
+                break
+            place = page.cursor
+    except ConnectorError as exc:
+        log.detail = f"CRM unavailable: {exc}; the next pull starts where this one stopped."
+        return finish_run(db, log, status="failed")
+    if latest is not None:
+        _advance(db, target, kind, latest)
+    return finish_run(db, log)
+
+
+def _page(
+    target: Target, log: RunLog, kind: ObjectKind, since: datetime, place: str | None, sleep: Sleep
+) -> Changes:
+    for _ in range(MAX_PAUSES):
+        try:
+            return target.connector.changes(kind, since, place)
+        except RateLimited as exc:
+            log.paused_seconds += exc.retry_after
+            sleep(exc.retry_after)
+    return target.connector.changes(kind, since, place)
+
+
+def _apply_page(
+    db: Database,
+    pii: Pii,
+    target: Target,
+    log: RunLog,
+    kind: ObjectKind,
+    records: list[Record],
+    latest: datetime | None,
+) -> datetime | None:
+    """Merge one page in one transaction, each record in a savepoint of its own: a record
+    the hub refuses fails alone."""
+    apply = apply_contact if kind == "contact" else apply_deal
+    with db.transaction() as session:
+        for record in records:
+            try:
+                with session.begin_nested():
+                    hub_id, outcome, error = apply(session, pii, target, record)
+            except (RevHubError, ValidationError, ValueError) as exc:
+                hub_id, outcome, error = None, "failed", _reason(exc)
+            log.record(session, hub_id, outcome, crm_id=record.crm_id, error=error)
+            latest = record.modified_at if latest is None else max(latest, record.modified_at)
+    return latest
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, RevHubError):
+        return exc.detail
+    return str(exc).splitlines()[0][:500]
+
+
+def _advance(db: Database, target: Target, kind: ObjectKind, latest: datetime) -> None:
+    with db.transaction() as session:
+        cursor = session.get(SyncCursor, (target.connection_id, kind))
+        if cursor is None:
+            session.add(
+                SyncCursor(connection_id=target.connection_id, kind=kind, pulled_until=latest)
+            )
+        elif latest > cursor.pulled_until:
+            cursor.pulled_until = latest
+
+
+def _link(session: Session, target: Target, kind: ObjectKind, crm_id: str) -> CrmLink | None:
+    return session.scalar(
+        select(CrmLink).where(
+            CrmLink.connection_id == target.connection_id,
+            CrmLink.kind == kind,
+            CrmLink.crm_id == crm_id,
+        )
+    )
+
+
+def _keep(
+    session: Session,
+    target: Target,
+    kind: ObjectKind,
+    hub_id: uuid.UUID,
+    record: Record,
+    link: CrmLink | None,
+    merged: Merged,
+) -> None:
+    if link is None:
+        link = CrmLink(
+            connection_id=target.connection_id,
+            kind=kind,
+            hub_id=hub_id,
+            crm_id=record.crm_id,
+            pushed={},
+        )
+        session.add(link)
+    link.pushed = {**(link.pushed or {}), **merged.agreed}
+    link.crm_modified_at = record.modified_at
+    link.synced_at = utcnow()
+    if (
+        merged.hub_won
+        and kind == "contact"
+        and session.get(PendingPush, (target.connection_id, hub_id)) is None
+    ):
+        session.add(PendingPush(connection_id=target.connection_id, hub_id=hub_id))
+
+
+def _echo(link: CrmLink | None, record: Record) -> bool:
+    return (
+        link is not None
+        and link.crm_modified_at is not None
+        and record.modified_at <= link.crm_modified_at
+    )
+
+
+# --- contacts ----------------------------------------------------------------------------
+
+
+def apply_contact(session: Session, pii: Pii, target: Target, record: Record) -> Outcome:
+    """Merge a CRM contact into its hub profile (found by link, else by the sync key)."""
+    object_map = target.mapping.contact
+    link = _link(session, target, "contact", record.crm_id)
+    contact = _contact_of(session, pii, target, record, link)
+    if contact is None:
+        return None, "unchanged", "not in the hub: a contact created in the CRM is not imported"
+    if record.deleted:
+        if link is not None:
+            session.delete(link)
+        return contact.id, "deleted", None
+    if _echo(link, record):
+        return contact.id, "unchanged", None
+    values = contact_values(session, pii, [contact.id]).get(contact.id, {})
+    side = Side(
+        "contact", contact.id, values, contact.updated_at, contacts.tenant_of(session, contact)
+    )
+    merged = merge_record(
+        session, target, object_map, side, record, dict(link.pushed) if link else {}
+    )
+    set_contact_fields(session, pii, contact, merged.to_hub)
+    _keep(session, target, "contact", contact.id, record, link, merged)
+    return contact.id, "updated" if merged.to_hub else "unchanged", None
+
+
+def _contact_of(
+    session: Session, pii: Pii, target: Target, record: Record, link: CrmLink | None
+) -> Contact | None:
+    if link is not None:
+        return contacts.get(session, contact_id=link.hub_id)
+    object_map = target.mapping.contact
+    mapped = object_map.fields[object_map.key]
+    key = mapped.to_hub(record.fields.get(mapped.crm))
+    if key is None:
+        return None
+    if object_map.key == "email":
+        return contacts.get_by_email(session, pii, email=str(key))
+    if object_map.key == "lead_id":
+        lead = session.get(Lead, _uuid(key))
+        return contacts.get(session, contact_id=lead.contact_id) if lead else None
+    return None
+
+
+def set_contact_fields(
+    session: Session, pii: Pii, contact: Contact, changes: dict[str, Any]
+) -> None:
+    """Apply CRM values to a profile (hub field names and forms); ``owner_email`` moves the
+    lead to the rep with that address when the hub knows one."""
+    given: dict[str, Any] = {
+        k: str(v) for k, v in changes.items() if k in PROFILE_FIELDS and v is not None
+    }
+    if given:
+        profile = replace(contacts.Profile(), **given)
+        contacts.update_profile(session, pii, contact=contact, profile=profile)
+        contact.updated_at = utcnow()
+    if changes.get("owner_email"):
+        rep = session.scalar(
+            select(SalesRep).where(SalesRep.email == str(changes["owner_email"]).lower())
+        )
+        lead = session.scalar(select(Lead).where(Lead.contact_id == contact.id))
+        if rep is not None and lead is not None:
+            lead.owner_rep_id, lead.in_queue = rep.id, False
+
+
+# --- deals -------------------------------------------------------------------------------
+
+
+def apply_deal(session: Session, pii: Pii, target: Target, record: Record) -> Outcome:
+    """Merge a CRM deal into its opportunity, creating it when its contact is known."""
+    object_map = target.mapping.deal
+    link = _link(session, target, "deal", record.crm_id)
+    opportunity = _opportunity_of(session, target, record, link)
+    if record.deleted:
+        if link is not None:
+            session.delete(link)
+        return (opportunity.id if opportunity else None), "deleted", None
+    if opportunity is None:
+        return _new_deal(session, target, record)
+    if _echo(link, record):
+        return opportunity.id, "unchanged", None
+    side = Side(
+        "deal",
+        opportunity.id,
+        deal_values(session, opportunity),
+        opportunity.updated_at,
+        _tenant(session, opportunity),
+    )
+    merged = merge_record(
+        session, target, object_map, side, record, dict(link.pushed) if link else {}
+    )
+    changes = _deal_changes(merged.to_hub, opportunity)
+    if changes:
+        opportunities.update(
+            session,
+            opportunity_id=opportunity.id,
+            opportunity_in=sales_schemas.OpportunityUpdate.model_validate(changes),
+        )
+    _keep(session, target, "deal", opportunity.id, record, link, merged)
+    return opportunity.id, "updated" if changes else "unchanged", None
+
+
+def _opportunity_of(
+    session: Session, target: Target, record: Record, link: CrmLink | None
+) -> Opportunity | None:
+    if link is not None:
+        return session.get(Opportunity, link.hub_id)
+    if record.key:
+        found = session.get(Opportunity, _uuid(record.key)) if _is_uuid(record.key) else None
+        if found is not None:
+            return found
+    return session.scalar(
+        select(Opportunity).where(
+            Opportunity.source == target.name[:32], Opportunity.external_id == record.crm_id
+        )
+    )
+
+
+def _new_deal(session: Session, target: Target, record: Record) -> Outcome:
+    object_map = target.mapping.deal
+    values = {
+        name: mapped.to_hub(record.fields.get(mapped.crm))
+        for name, mapped in object_map.fields.items()
+        if mapped.crm in record.fields
+    }
+    contact = _deal_contact(session, target, values)
+    if contact is None or contact.account_id is None:
+        return (
+            None,
+            "failed",
+            ("the deal names no contact the hub knows (map lead_id or contact_crm_id on the deal)"),
+        )
+    fields = _deal_changes(values, None)
+    closed_at = fields.get("closed_at")
+    opened_at = min(record.modified_at, closed_at) if closed_at else record.modified_at
+    created = opportunities.create(
+        session,
+        opportunity_in=sales_schemas.OpportunityCreate.model_validate(
+            {
+                "account_id": contact.account_id,
+                "primary_contact_id": contact.id,
+                "name": fields.get("name") or f"Deal {record.crm_id}",
+                "amount": fields.get("amount", Decimal(0)),
+                "currency": fields.get("currency") or target.currency,
+                "stage": fields.get("stage") or "Open",
+                "is_closed": fields.get("is_closed", False),
+                "is_closed_won": fields.get("is_closed_won", False),
+                "opened_at": opened_at,
+                "closed_at": closed_at,
+                "external_id": record.crm_id,
+            }
+        ),
+        source=target.name[:32],
+    )
+    agreed = {
+        name: canon(mapped, record.fields[mapped.crm], from_crm=True)
+        for name, mapped in object_map.fields.items()
+        if mapped.crm in record.fields
+    }
+    merged = Merged(agreed={k: v for k, v in agreed.items() if v is not None})
+    _keep(session, target, "deal", created.id, record, None, merged)
+    return created.id, "created", None
+
+
+def _deal_contact(session: Session, target: Target, values: dict[str, Any]) -> Contact | None:
+    if values.get("lead_id") and _is_uuid(values["lead_id"]):
+        lead = session.get(Lead, _uuid(values["lead_id"]))
+        if lead is not None:
+            return contacts.get(session, contact_id=lead.contact_id)
+    if values.get("contact_crm_id"):
+        link = _link(session, target, "contact", str(values["contact_crm_id"]))
+        if link is not None:
+            return contacts.get(session, contact_id=link.hub_id)
+    return None
+
+
+def _deal_changes(values: dict[str, Any], opportunity: Opportunity | None) -> dict[str, Any]:
+    """CRM deal values as opportunity fields: dates as UTC times, closed and won derived
+    from the stage where the CRM has no such field (HubSpot's ``closedwon``)."""
+    changes: dict[str, Any] = {}
+    for name in ("name", "amount", "currency", "stage", "is_closed", "is_closed_won", "closed_at"):
+        if values.get(name) is not None:
+            changes[name] = values[name]
+    if isinstance(changes.get("closed_at"), date) and not isinstance(
+        changes["closed_at"], datetime
+    ):
+        changes["closed_at"] = datetime.combine(changes["closed_at"], datetime.min.time(), UTC)
+    stage = changes.get("stage") or (opportunity.stage if opportunity else None)
+    won = changes.get("is_closed_won", opportunity.is_closed_won if opportunity else False)
+    if "is_closed_won" not in changes and stage is not None and "stage" in changes:
+        won = stage == "Closed Won"
+        changes["is_closed_won"] = won
+    if won or stage in CLOSED_STAGES:
+        changes["is_closed"] = True
+    if opportunity is not None:
+        changes = {k: v for k, v in changes.items() if getattr(opportunity, k) != v}
+    return changes
+
+
+def _tenant(session: Session, opportunity: Opportunity) -> str:
+    account = session.get(Account, opportunity.account_id)
+    return account.domain if account else contacts.NO_ACCOUNT
+
+
+def _is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return uuid.UUID(str(value))

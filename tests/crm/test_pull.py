@@ -1,0 +1,173 @@
+"""Pull: deals closed in the CRM come back as won opportunities and customers; a shared field
+edited on both sides goes to the later write with the loser kept; a critical one waits in the
+conflict queue; our own writes read back change nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from revhub.contacts.pii import pii_for
+from revhub.core.db import Database
+from revhub.core.events.models import OutboxEvent
+from revhub.core.settings import Settings
+from revhub.crm.models import Conflict, FieldDecision
+from revhub.crm.pull import pull
+from revhub.crm.push import push_contacts
+from tests.crm.factories import LEADS, capture, hubspot_target
+from tests.crm.fakes.hubspot import HubSpotState
+from tests.sales.factories import CONTACTS, SALES, Headers, contact_by_email, created
+
+OPPS = f"{SALES}/opportunities"
+
+
+def later(seconds: int = 60) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def test_a_deal_won_in_hubspot_comes_back_and_makes_its_contact_a_customer(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    session: Session,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    (person,) = capture(client, auth_headers, 1)
+    target = hubspot_target(db, settings, url)
+    pii = pii_for(settings)
+    push_contacts(db, pii, target, trigger="manual")
+    state.put(
+        "deals",
+        {
+            "dealname": "Enterprise plan",
+            "amount": "48000.50",
+            "dealstage": "closedwon",
+            "closedate": "2026-11-30T12:00:00Z",
+            "marketing_platform_lead_id": person["lead_id"],
+        },
+        at=later(),
+    )
+    run = pull(db, pii, target, "deal", trigger="manual")
+    assert run.counts == {"created": 1}, run.detail
+    sales = auth_headers("sales")
+    found = contact_by_email(client, sales, person["email"])
+    profile = created(client.get(f"{CONTACTS}/{found['id']}", headers=sales), 200)
+    assert profile["stage"] == "customer"
+    deals = created(client.get(OPPS, headers=sales), 200)["items"]
+    (deal,) = [d for d in deals if d["primary_contact_id"] == found["id"]]
+    assert deal["amount"] == "48000.50" and deal["is_closed_won"] and deal["stage"] == "Closed Won"
+    events = session.scalars(select(OutboxEvent.event_type)).all()
+    assert "opportunity.created" in events, "attribution recomputes on opportunity events"
+    assert events.count("contact.stage_changed") == 2, "opportunity, then customer"
+    again = pull(db, pii, target, "deal", trigger="manual")
+    assert again.counts in ({}, {"unchanged": 1})
+
+
+def test_a_shared_field_edited_on_both_sides_goes_to_the_later_write_and_keeps_the_loser(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    session: Session,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    (person,) = capture(client, auth_headers, 1)
+    target = hubspot_target(db, settings, url)
+    pii = pii_for(settings)
+    push_contacts(db, pii, target, trigger="manual")
+    stored = state.find("contacts", "email", person["email"])
+    assert stored is not None
+    sales = auth_headers("sales")
+    again = {"email": person["email"], "first_name": "Amazing", "last_name": "Hopper"}
+    created(client.post(LEADS, json=again | {"company": "Navy"}, headers=sales))
+    state.edit("contacts", stored["id"], {"firstname": "Admiral", "company": "US Navy"}, at=later())
+    run = pull(db, pii, target, "contact", trigger="manual")
+    assert run.counts == {"updated": 1}, run.detail
+    found = contact_by_email(client, sales, person["email"])
+    profile = created(client.get(f"{CONTACTS}/{found['id']}", headers=sales), 200)
+    assert profile["first_name"] == "Admiral" and profile["company"] == "US Navy"
+    decisions = session.scalars(
+        select(FieldDecision).where(FieldDecision.connection_id == target.connection_id)
+    ).all()
+    lost = {d.field: (d.winner, d.lost_value) for d in decisions}
+    assert lost["first_name"] == ("crm", "Amazing")
+
+
+def test_the_hub_wins_a_shared_field_it_changed_last_and_pushes_it_again(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    session: Session,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    (person,) = capture(client, auth_headers, 1)
+    target = hubspot_target(db, settings, url)
+    pii = pii_for(settings)
+    push_contacts(db, pii, target, trigger="manual")
+    stored = state.find("contacts", "email", person["email"])
+    assert stored is not None
+    state.edit("contacts", stored["id"], {"firstname": "Old"}, at=datetime.now(UTC))
+    sales = auth_headers("sales")
+    body = {"email": person["email"], "first_name": "Newest", "last_name": "Hopper"}
+    created(client.post(LEADS, json=body | {"company": "Navy"}, headers=sales))
+    run = pull(db, pii, target, "contact", trigger="manual", full=True)
+    assert run.counts == {"unchanged": 1}
+    (decision,) = session.scalars(
+        select(FieldDecision).where(FieldDecision.connection_id == target.connection_id)
+    ).all()
+    assert (decision.field, decision.winner, decision.lost_value) == ("first_name", "hub", "Old")
+    push_contacts(db, pii, target, trigger="manual")
+    assert state.find("contacts", "email", person["email"])["properties"]["firstname"] == "Newest"  # type: ignore[index]
+
+
+def test_a_critical_field_changed_on_both_sides_waits_in_the_conflict_queue(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    session: Session,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    (person,) = capture(client, auth_headers, 1)
+    target = hubspot_target(db, settings, url)
+    pii = pii_for(settings)
+    push_contacts(db, pii, target, trigger="manual")
+    deal = state.put(
+        "deals",
+        {
+            "dealname": "Pilot",
+            "amount": "1000",
+            "dealstage": "qualifiedtobuy",
+            "marketing_platform_lead_id": person["lead_id"],
+        },
+        at=later(1),
+    )
+    pull(db, pii, target, "deal", trigger="manual")
+    sales = auth_headers("sales")
+    (opp,) = [
+        d for d in created(client.get(OPPS, headers=sales), 200)["items"] if d["name"] == "Pilot"
+    ]
+    created(client.patch(f"{OPPS}/{opp['id']}", json={"amount": "1500"}, headers=sales), 200)
+    state.edit("deals", deal["id"], {"amount": "2000"}, at=later(120))
+    run = pull(db, pii, target, "deal", trigger="manual")
+    assert run.counts == {"unchanged": 1}
+    (conflict,) = session.scalars(
+        select(Conflict).where(Conflict.connection_id == target.connection_id)
+    ).all()
+    assert (conflict.field, conflict.hub_value, conflict.crm_value) == ("amount", "1500", "2000")
+    assert conflict.status == "open"
+    still = created(client.get(f"{OPPS}/{opp['id']}", headers=sales), 200)
+    assert still["amount"] == "1500.00"
+    alerts = session.scalars(
+        select(OutboxEvent).where(OutboxEvent.event_type == "crm.conflict_detected")
+    ).all()
+    assert len(alerts) == 1 and alerts[0].payload["field"] == "amount"
