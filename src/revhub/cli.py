@@ -6,7 +6,7 @@ import getpass
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -26,6 +26,7 @@ from revhub.core.jobs import service as jobs
 from revhub.core.jobs.models import JobRun
 from revhub.core.settings import Settings, load_settings
 from revhub.crm.connectors.base import ConnectorError
+from revhub.crm.models import SyncRun as SyncRunRow
 
 app = typer.Typer(
     help="RevHub: the integration hub for revenue data. Configure with REVHUB_* variables "
@@ -42,7 +43,9 @@ dead_app = typer.Typer(
 app.add_typer(dead_app, name="dead-letters")
 jobs_app = typer.Typer(help="Scheduled batch jobs: list them, run one now.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
-crm_app = typer.Typer(help="CRM connections: add one, list them, test one.", no_args_is_help=True)
+crm_app = typer.Typer(
+    help="CRM connections and sync: add, list, test, sync, runs, reconcile.", no_args_is_help=True
+)
 app.add_typer(crm_app, name="crm")
 
 out = Console()
@@ -479,6 +482,9 @@ def crm_add(
     base_url: Annotated[
         str | None, typer.Option(help="The API's address, if not the vendor's public one.")
     ] = None,
+    currency: Annotated[
+        str, typer.Option(help="ISO 4217 code of deal amounts the CRM sends without one.")
+    ] = "USD",
 ) -> None:
     """Store a CRM connection. The credentials come as JSON in REVHUB_CRM_CREDENTIALS (kept
     out of shell history), e.g. '{"access_token": "pat-…"}', and are stored sealed."""
@@ -493,11 +499,20 @@ def crm_add(
     except ValueError as exc:
         err.print(f"[red]{CRM_CREDENTIALS_ENV} is not JSON:[/red] {exc}")
         raise typer.Exit(2) from exc
+    if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+        err.print(f"[red]--currency[/red]: {currency!r} is not an ISO 4217 code such as EUR.")
+        raise typer.Exit(2)
     with _hub() as (settings, db), db.transaction() as session:
         box = crm_service.credentials_box(settings)
         try:
             connection = crm_service.add_connection(
-                session, box, name=name, crm=crm, credentials=credentials, base_url=base_url
+                session,
+                box,
+                name=name,
+                crm=crm,
+                credentials=credentials,
+                base_url=base_url,
+                currency=currency,
             )
         except InvalidInput as exc:
             for error in exc.errors:
@@ -544,3 +559,131 @@ def crm_test(name: Annotated[str, typer.Argument(help="The connection's name.")]
     if not check.ok:
         raise typer.Exit(1)
     out.print(f"{name} ({check.crm}): credentials work and every mapped field exists.")
+
+
+@crm_app.command("sync")
+def crm_sync(
+    name: Annotated[str, typer.Argument(help="The connection's name.")],
+    full: Annotated[
+        bool, typer.Option("--full", help="Every record, not only what changed since last run.")
+    ] = False,
+) -> None:
+    """Sync a connection now, in this process: push contacts, pull contacts, pull deals,
+    each with a progress bar. Exit 1 if a run failed or left failed rows (they are retried
+    on the next run)."""
+    from rich.progress import Progress
+
+    from revhub.contacts.pii import pii_for
+    from revhub.core.observability import configure_logging
+    from revhub.crm import service as crm_service
+    from revhub.crm.push import Progress as StepProgress
+    from revhub.crm.sync import sync_connection
+
+    with _hub() as (settings, db):
+        configure_logging(settings.log_level, settings.log_format)
+        with Progress(console=out) as bar:
+
+            def progress_for(step: str) -> StepProgress:
+                task = bar.add_task(f"{name}: {step}", total=None)
+                return lambda done, total: bar.update(task, completed=done, total=total or None)
+
+            try:
+                runs = sync_connection(
+                    db,
+                    pii_for(settings),
+                    crm_service.credentials_box(settings),
+                    name=name,
+                    full=full,
+                    trigger="cli",
+                    progress_for=progress_for,
+                )
+            except RevHubError as exc:
+                err.print(f"[red]{exc.detail}[/red] (see `revhub crm list`).")
+                raise typer.Exit(1) from exc
+            for task in bar.tasks:
+                bar.update(task.id, total=task.completed or 1, completed=task.completed or 1)
+    _print_runs(runs)
+    failed = [r for r in runs if r.status in ("failed", "partial")]
+    if failed:
+        err.print(
+            f"[red]{len(failed)} run(s) did not finish cleanly[/red]; their failed rows are "
+            f"retried on the next run. Rows: GET /api/v1/crm/runs/<id>/rows, "
+            f"or `revhub crm runs {name}`."
+        )
+        raise typer.Exit(1)
+
+
+@crm_app.command("runs")
+def crm_runs(
+    name: Annotated[str | None, typer.Argument(help="Only this connection's runs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many, newest first.")] = 20,
+) -> None:
+    """List sync runs, newest first: step, status, rows by outcome, rate-limit pauses."""
+    from revhub.crm import runs as crm_runs_service
+    from revhub.crm import service as crm_service
+
+    with _hub() as (_settings, db), db.transaction() as session:
+        try:
+            connection_id = crm_service.get_connection(session, name=name).id if name else None
+        except RevHubError as exc:
+            err.print(f"[red]{exc.detail}[/red] (see `revhub crm list`).")
+            raise typer.Exit(1) from exc
+        found = crm_runs_service.list_runs(session, connection_id=connection_id, limit=limit)
+    _print_runs(found)
+
+
+@crm_app.command("reconcile")
+def crm_reconcile(name: Annotated[str, typer.Argument(help="The connection's name.")]) -> None:
+    """Compare every contact of the hub with the CRM and report the discrepancies and the
+    sync accuracy (seed target 99.95 %); exit 1 below the target. Differing contacts enter
+    the failed-row index, so the next sync pushes them again."""
+    from revhub.contacts.pii import pii_for
+    from revhub.crm import service as crm_service
+    from revhub.crm.reconcile import reconcile
+
+    with _hub() as (settings, db):
+        with db.transaction() as session:
+            try:
+                connection = crm_service.get_connection(session, name=name)
+            except RevHubError as exc:
+                err.print(f"[red]{exc.detail}[/red] (see `revhub crm list`).")
+                raise typer.Exit(1) from exc
+            session.expunge(connection)
+        target = crm_service.open_target(connection, crm_service.credentials_box(settings))
+        try:
+            with out.status(f"Reading {name} and comparing…"):
+                report = reconcile(db, pii_for(settings), target, trigger="cli")
+        except ConnectorError as exc:
+            err.print(f"[red]{name}: the CRM did not answer:[/red] {exc}")
+            raise typer.Exit(1) from exc
+        finally:
+            target.close()
+    table = Table("hub id", "crm id", "problem")
+    for found in report.discrepancies[:50]:
+        table.add_row(str(found.hub_id or "-"), found.crm_id or "-", found.problem)
+    if report.discrepancies:
+        out.print(table)
+    verdict = "[green]meets[/green]" if report.meets_target else "[red]misses[/red]"
+    out.print(
+        f"{name}: {report.matching} of {report.compared} records match — "
+        f"{report.accuracy_percent} % ({verdict} the 99.95 % target); run {report.run_id}."
+    )
+    if not report.meets_target:
+        raise typer.Exit(1)
+
+
+def _print_runs(found: Iterable[SyncRunRow]) -> None:
+    table = Table("run", "step", "trigger", "status", "rows", "paused s", "started", "detail")
+    for run in found:
+        rows = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items())) or "none"
+        table.add_row(
+            str(run.id),
+            f"{run.direction} {run.kind}s",
+            run.trigger,
+            run.status,
+            rows,
+            f"{run.paused_seconds:.1f}",
+            _when(run.started_at),
+            run.detail,
+        )
+    out.print(table)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 
 from revhub.attribution import jobs as attribution_jobs
+from revhub.contacts.pii import pii_for
 from revhub.core.crypto import SecretBox
 from revhub.core.db import Database
 from revhub.core.events.bus import make_bus
@@ -23,6 +24,8 @@ from revhub.core.jobs.scheduler import TICK_SECONDS, Scheduler
 from revhub.core.settings import Settings
 from revhub.core.webhooks.jobs import SECRET_PURPOSE, delivery_chore, webhooks_consumer
 from revhub.core.webhooks.service import CONSUMER as WEBHOOKS
+from revhub.crm import jobs as crm_jobs
+from revhub.crm.service import credentials_box
 from revhub.sales import jobs as sales_jobs
 
 
@@ -31,6 +34,7 @@ def consumer_registry(settings: Settings) -> ConsumerRegistry:
     registry.register(webhooks_consumer())
     registry.register(sales_jobs.alerts_consumer())
     registry.register(attribution_jobs.analytics_consumer())
+    registry.register(crm_jobs.crm_sync_consumer())
     for module_name in settings.plugins:
         module = importlib.import_module(module_name)
         if hasattr(module, "register"):
@@ -42,7 +46,7 @@ def job_registry(settings: Settings, consumers: ConsumerRegistry) -> JobRegistry
     return build_registry(
         settings,
         consumers=[c.name for c in consumers.active()],
-        domains=(sales_jobs.register_jobs, attribution_jobs.register_jobs),
+        domains=(sales_jobs.register_jobs, attribution_jobs.register_jobs, crm_jobs.register_jobs),
     )
 
 
@@ -67,6 +71,8 @@ def build_worker(settings: Settings, db: Database) -> Worker:
             lambda: replay_requested(db, registry=registry, policy_for=settings.policy_for),
         )
     )
+    crm = crm_jobs.sync_chore(db, pii_for(settings), credentials_box(settings))
+    worker.chores.append(("crm-sync", crm_jobs.CHORE_SECONDS, crm.tick))
     scheduler = Scheduler(db=db, registry=job_registry(settings, registry), worker=worker.name)
     worker.chores.append(("scheduler", TICK_SECONDS, scheduler.tick))
     return worker

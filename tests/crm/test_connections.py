@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
-from typer.testing import CliRunner
 
-from revhub.cli import app
 from revhub.core.crypto import SecretBox
 from revhub.core.db import make_engine
 from revhub.core.errors import Conflict, InvalidInput
+from revhub.core.settings import Settings
 from revhub.crm import service
 from revhub.crm.models import CrmConnection
-from tests.crm.conftest import HUBSPOT_TOKEN
+from tests.crm.conftest import HUBSPOT_TOKEN, cli
 from tests.crm.fakes.hubspot import HubSpotState
 from tests.crm.fakes.pipedrive import PipedriveState
 from tests.crm.fakes.pipedrive import build_app as build_pipedrive
@@ -29,7 +27,6 @@ from tests.crm.test_salesforce import KEY as SF_KEY
 from tests.crm.test_salesforce import SEED_CUSTOM_FIELDS as SF_SEED_FIELDS
 
 TOKEN = HUBSPOT_TOKEN
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -95,38 +92,27 @@ def test_names_are_unique(session: Session, box: SecretBox) -> None:
         )
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env=env)
-    return result.exit_code, result.output
-
-
 def test_the_cli_adds_lists_and_tests_a_connection(
-    tmp_path: Path,
-    scratch_database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    hubspot: tuple[HubSpotState, str],
+    cli_home: Settings, hubspot: tuple[HubSpotState, str]
 ) -> None:
     state, url = hubspot
-    monkeypatch.setenv("REVHUB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("REVHUB_DATABASE_URL", scratch_database_url)
-    monkeypatch.setenv("COLUMNS", "300")
-    assert _cli("migrate")[0] == 0
-    code, said = _cli("crm", "add", "hs", "--crm", "hubspot", "--base-url", url)
+    scratch_database_url = cli_home.effective_database_url
+    code, said = cli("crm", "add", "hs", "--crm", "hubspot", "--base-url", url)
     assert code == 2 and "REVHUB_CRM_CREDENTIALS" in said
     creds = {"REVHUB_CRM_CREDENTIALS": json.dumps({"access_token": TOKEN})}
-    code, said = _cli("crm", "add", "hs", "--crm", "hubspot", "--base-url", url, env=creds)
+    code, said = cli("crm", "add", "hs", "--crm", "hubspot", "--base-url", url, env=creds)
     assert code == 0, said
-    code, said = _cli("crm", "list")
+    code, said = cli("crm", "list")
     assert code == 0 and "hs" in said and url in said and TOKEN not in said
-    code, said = _cli("crm", "test", "hs")
+    code, said = cli("crm", "test", "hs")
     assert code == 0 and "every mapped field exists" in said, said
     state.custom_properties["deals"] = set()
-    code, said = _cli("crm", "test", "hs")
+    code, said = cli("crm", "test", "hs")
     assert code == 1 and "marketing_platform_id" in said
     state.down = True
-    code, said = _cli("crm", "test", "hs")
+    code, said = cli("crm", "test", "hs")
     assert code == 1 and "did not answer" in said
-    assert _cli("crm", "test", "nope")[0] == 1
+    assert cli("crm", "test", "nope")[0] == 1
     engine = make_engine(scratch_database_url)
     with engine.connect() as conn:
         sealed = conn.execute(text("SELECT credentials_sealed FROM crm_connection")).scalar()

@@ -24,6 +24,7 @@ def test_add_list_and_check_a_connection(
     made = client.post(URL, json=body, headers=admin)
     assert made.status_code == 201, made.text
     assert made.json()["name"] == "hs" and TOKEN not in made.text
+    assert made.json()["currency"] == "USD"
     listed = client.get(URL, headers=admin)
     assert [c["name"] for c in listed.json()] == ["hs"] and TOKEN not in listed.text
     check = client.get(f"{URL}/hs/check", headers=admin).json()
@@ -46,6 +47,7 @@ def test_add_list_and_check_a_connection(
         ({"credentials": {"access_token": 5}}, "body.credentials.access_token"),
         ({"credentials": {}}, "body.credentials.access_token"),
         ({"credentials": {"access_token": "t", "pwd": "x"}}, "body.credentials.pwd"),
+        ({"currency": "euro"}, "body.currency"),
     ],
 )
 def test_bad_connections_are_422_naming_the_field(

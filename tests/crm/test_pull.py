@@ -4,7 +4,7 @@ conflict queue; our own writes read back change nothing."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -14,18 +14,19 @@ from revhub.contacts.pii import pii_for
 from revhub.core.db import Database
 from revhub.core.events.models import OutboxEvent
 from revhub.core.settings import Settings
-from revhub.crm.models import Conflict, FieldDecision
+from revhub.crm.models import Conflict, FieldDecision, SyncRun
 from revhub.crm.pull import pull
 from revhub.crm.push import push_contacts
-from tests.crm.factories import LEADS, capture, hubspot_target
+from tests.crm.factories import (
+    LEADS,
+    OPPS,
+    capture,
+    hubspot_target,
+    later,
+    plant_amount_conflict,
+)
 from tests.crm.fakes.hubspot import HubSpotState
-from tests.sales.factories import CONTACTS, SALES, Headers, contact_by_email, created
-
-OPPS = f"{SALES}/opportunities"
-
-
-def later(seconds: int = 60) -> datetime:
-    return datetime.now(UTC) + timedelta(seconds=seconds)
+from tests.sales.factories import CONTACTS, Headers, contact_by_email, created
 
 
 def test_a_deal_won_in_hubspot_comes_back_and_makes_its_contact_a_customer(
@@ -137,35 +138,20 @@ def test_a_critical_field_changed_on_both_sides_waits_in_the_conflict_queue(
     hubspot: tuple[HubSpotState, str],
 ) -> None:
     state, url = hubspot
-    (person,) = capture(client, auth_headers, 1)
-    target = hubspot_target(db, settings, url)
-    pii = pii_for(settings)
-    push_contacts(db, pii, target, trigger="manual")
-    deal = state.put(
-        "deals",
-        {
-            "dealname": "Pilot",
-            "amount": "1000",
-            "dealstage": "qualifiedtobuy",
-            "marketing_platform_lead_id": person["lead_id"],
-        },
-        at=later(1),
-    )
-    pull(db, pii, target, "deal", trigger="manual")
-    sales = auth_headers("sales")
-    (opp,) = [
-        d for d in created(client.get(OPPS, headers=sales), 200)["items"] if d["name"] == "Pilot"
-    ]
-    created(client.patch(f"{OPPS}/{opp['id']}", json={"amount": "1500"}, headers=sales), 200)
-    state.edit("deals", deal["id"], {"amount": "2000"}, at=later(120))
-    run = pull(db, pii, target, "deal", trigger="manual")
+    target, opp_id = plant_amount_conflict(client, auth_headers, db, settings, state, url)
+    (run,) = session.scalars(
+        select(SyncRun)
+        .where(SyncRun.connection_id == target.connection_id, SyncRun.kind == "deal")
+        .order_by(SyncRun.started_at.desc())
+        .limit(1)
+    ).all()
     assert run.counts == {"unchanged": 1}
     (conflict,) = session.scalars(
         select(Conflict).where(Conflict.connection_id == target.connection_id)
     ).all()
     assert (conflict.field, conflict.hub_value, conflict.crm_value) == ("amount", "1500", "2000")
     assert conflict.status == "open"
-    still = created(client.get(f"{OPPS}/{opp['id']}", headers=sales), 200)
+    still = created(client.get(f"{OPPS}/{opp_id}", headers=auth_headers("sales")), 200)
     assert still["amount"] == "1500.00"
     alerts = session.scalars(
         select(OutboxEvent).where(OutboxEvent.event_type == "crm.conflict_detected")

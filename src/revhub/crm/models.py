@@ -114,6 +114,20 @@ class PendingPush(Base):
     queued_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+class SyncRequest(Base):
+    """A sync asked for (the 02:00 schedule, or a person over the API) for the worker to run:
+    a sync takes minutes and is not held inside a request or a job's transaction."""
+
+    __tablename__ = "crm_sync_request"
+
+    connection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("crm_connection.id"), primary_key=True
+    )
+    full: Mapped[bool] = mapped_column(default=False)
+    trigger: Mapped[str] = mapped_column(String(16))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class SyncCursor(Base):
     """Where the last successful pull of one object kind from one CRM got to."""
 

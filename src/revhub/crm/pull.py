@@ -31,9 +31,11 @@ from revhub.contacts.models import Account, Contact
 from revhub.contacts.pii import Pii
 from revhub.core.db import Database, utcnow
 from revhub.core.errors import RevHubError
+from revhub.core.events import outbox
 from revhub.crm.connectors.base import Changes, ConnectorError, ObjectKind, RateLimited, Record
-from revhub.crm.merge import Merged, Side, merge_record
-from revhub.crm.models import CrmLink, PendingPush, SyncCursor, SyncRun
+from revhub.crm.mappings import default_mappings
+from revhub.crm.merge import TOPIC, Merged, Side, close_conflict, get_conflict, merge_record
+from revhub.crm.models import Conflict, CrmConnection, CrmLink, PendingPush, SyncCursor, SyncRun
 from revhub.crm.push import MAX_PAUSES, Progress, Sleep
 from revhub.crm.records import canon, contact_values, deal_values
 from revhub.crm.runs import RunLog, finish_run, start_run
@@ -77,7 +79,7 @@ def pull(
     place: str | None = None
     try:
         while True:
-            page = _page(target, log, kind, since, place, sleep)
+            page = changes_page(target, log, kind, since, place, sleep)
             latest = _apply_page(db, pii, target, log, kind, page.records, latest)
             if progress is not None:
                 progress(sum(log.counts.values()), 0)
@@ -92,9 +94,11 @@ def pull(
     return finish_run(db, log)
 
 
-def _page(
+def changes_page(
     target: Target, log: RunLog, kind: ObjectKind, since: datetime, place: str | None, sleep: Sleep
 ) -> Changes:
+    """One page of changes; a rate limit is waited out (up to ``MAX_PAUSES`` times) and the
+    same page asked for again."""
     for _ in range(MAX_PAUSES):
         try:
             return target.connector.changes(kind, since, place)
@@ -408,3 +412,65 @@ def _is_uuid(value: Any) -> bool:
 
 def _uuid(value: Any) -> uuid.UUID:
     return uuid.UUID(str(value))
+
+
+# --- conflicts -----------------------------------------------------------------------------
+
+
+def resolve_conflict(
+    session: Session, pii: Pii, *, conflict_id: uuid.UUID, side: str, by: str
+) -> Conflict:
+    """Settle a queued conflict with the side a person chose. ``crm``: the CRM's value is
+    applied to the hub. ``hub``: the hub keeps its value, and a contact is queued for the
+    real-time push so the CRM gets it (a CRM-owned field, such as a deal amount, is not
+    written to the CRM: the hub keeps its own value). Either way the link now holds the
+    CRM's value as the common ancestor, so the same disagreement is not raised again."""
+    conflict = get_conflict(session, conflict_id=conflict_id)
+    chosen = close_conflict(session, conflict, side=side, by=by)
+    connection = session.get_one(CrmConnection, conflict.connection_id)
+    object_map = getattr(default_mappings().of(connection.crm), conflict.kind)
+    mapped = object_map.fields[conflict.field]
+    if side == "crm":
+        _apply_choice(session, pii, conflict, mapped.to_hub(chosen))
+    link = session.scalar(
+        select(CrmLink).where(
+            CrmLink.connection_id == conflict.connection_id,
+            CrmLink.kind == conflict.kind,
+            CrmLink.hub_id == conflict.hub_id,
+        )
+    )
+    if link is not None:
+        link.pushed = {**(link.pushed or {}), conflict.field: conflict.crm_value}
+    if side == "hub" and conflict.kind == "contact":
+        key = (conflict.connection_id, conflict.hub_id)
+        if session.get(PendingPush, key) is None:
+            session.add(PendingPush(connection_id=conflict.connection_id, hub_id=conflict.hub_id))
+    outbox.publish(
+        session,
+        topic=TOPIC,
+        event_type="crm.conflict_resolved",
+        tenant_id=contacts.NO_ACCOUNT,
+        payload={
+            "conflict_id": str(conflict.id),
+            "field": conflict.field,
+            "side": side,
+            "value": chosen,
+            "resolved_by": conflict.resolved_by,
+        },
+    )
+    return conflict
+
+
+def _apply_choice(session: Session, pii: Pii, conflict: Conflict, value: Any) -> None:
+    if conflict.kind == "contact":
+        contact = contacts.get(session, contact_id=conflict.hub_id)
+        set_contact_fields(session, pii, contact, {conflict.field: value})
+        return
+    opportunity = session.get_one(Opportunity, conflict.hub_id)
+    changes = _deal_changes({conflict.field: value}, opportunity)
+    if changes:
+        opportunities.update(
+            session,
+            opportunity_id=opportunity.id,
+            opportunity_in=sales_schemas.OpportunityUpdate.model_validate(changes),
+        )

@@ -82,10 +82,12 @@ def push_contacts(
         full=full,
     )
     with db.reading() as session:
-        ids = _candidates(session, target, full=full, only=only)
+        retry = set(failed_ids(session, connection_id=target.connection_id, kind="contact"))
+        ids = _candidates(session, target, retry, full=full, only=only)
     down: str | None = None
     for start in range(0, len(ids), CHUNK):
-        down = _push_chunk(db, pii, target, log, ids[start : start + CHUNK], down, sleep)
+        chunk = ids[start : start + CHUNK]
+        down = _push_chunk(db, pii, target, log, chunk, retry, down, sleep)
         if progress is not None:
             progress(min(start + CHUNK, len(ids)), len(ids))
     if down is not None:
@@ -101,6 +103,7 @@ def _push_chunk(
     target: Target,
     log: RunLog,
     chunk: list[uuid.UUID],
+    retry: set[uuid.UUID],
     down: str | None,
     sleep: Sleep,
 ) -> str | None:
@@ -109,7 +112,7 @@ def _push_chunk(
     with db.reading() as session:
         values = contact_values(session, pii, chunk)
         links = links_of(session, target, "contact", chunk)
-    planned, unchanged = _plan(object_map, values, links)
+    planned, unchanged = _plan(object_map, values, links, retry)
     results: list[RowResult] = []
     if down is None and planned:
         try:
@@ -138,11 +141,15 @@ def _push_chunk(
 
 
 def _candidates(
-    session: Session, target: Target, *, full: bool, only: Collection[uuid.UUID] | None
+    session: Session,
+    target: Target,
+    retry: set[uuid.UUID],
+    *,
+    full: bool,
+    only: Collection[uuid.UUID] | None,
 ) -> list[uuid.UUID]:
     """The run's contacts, failed rows first: the queued ones, every lead, or the leads
     changed (profile, lead record or score) since the last run began."""
-    retry = failed_ids(session, connection_id=target.connection_id, kind="contact")
     if only is not None:
         chosen: list[uuid.UUID] = list(only)
     else:
@@ -169,7 +176,7 @@ def _candidates(
                 )
             )
         chosen = list(session.scalars(query))
-    return list(dict.fromkeys([*retry, *chosen]))
+    return list(dict.fromkeys([*sorted(retry), *chosen]))
 
 
 def links_of(
@@ -189,11 +196,15 @@ def links_of(
 
 
 def _plan(
-    object_map: ObjectMap, values: dict[uuid.UUID, dict[str, Any]], links: dict[uuid.UUID, Synced]
+    object_map: ObjectMap,
+    values: dict[uuid.UUID, dict[str, Any]],
+    links: dict[uuid.UUID, Synced],
+    retry: set[uuid.UUID],
 ) -> tuple[list[Planned], list[uuid.UUID]]:
     """Split the chunk into rows to write and contacts whose pushed fields already match
     what the CRM last got; a contact without the sync key's value cannot be matched and
-    is left out."""
+    is left out. A failed row is always written: its link may say the CRM holds what it
+    does not (reconciliation found it differing)."""
     planned: list[Planned] = []
     unchanged: list[uuid.UUID] = []
     ours = [n for n, f in object_map.fields.items() if f.owner in PUSHED_BY_HUB]
@@ -202,7 +213,8 @@ def _plan(
             continue
         state = {n: v for n, v in synced_state(object_map, hub).items() if n in ours}
         link = links.get(hub_id)
-        if link is not None and all(state.get(n) == link.pushed.get(n) for n in ours):
+        agreed = link is not None and all(state.get(n) == link.pushed.get(n) for n in ours)
+        if agreed and hub_id not in retry:
             unchanged.append(hub_id)
             continue
         planned.append(Planned(hub_id, crm_row(object_map, hub), state))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -27,6 +27,11 @@ class ConnectionCreate(RequestModel):
         "Pipedrive: api_token or access_token (+ the same); Salesforce: client_id with "
         "client_secret, or with username and private_key (JWT bearer)."
     )
+    currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of deal amounts the CRM sends without one.",
+    )
 
 
 class Connection(ResponseModel):
@@ -34,6 +39,7 @@ class Connection(ResponseModel):
     name: str
     crm: str
     base_url: str | None
+    currency: str
     active: bool
     created_at: datetime
 
@@ -45,3 +51,76 @@ class ConnectionCheck(ResponseModel):
     authenticated: bool
     missing_fields: dict[str, list[str]]
     detail: str
+
+
+class SyncRequested(ResponseModel):
+    connection: str
+    full: bool
+    requested_at: datetime
+    detail: str
+
+
+class SyncRun(ResponseModel):
+    id: uuid.UUID
+    connection_id: uuid.UUID
+    direction: str = Field(description="push, pull or reconcile")
+    kind: str = Field(description="contact or deal")
+    trigger: str = Field(description="manual, schedule, realtime or api")
+    full: bool
+    status: str = Field(description="running, succeeded, partial or failed")
+    started_at: datetime
+    finished_at: datetime | None
+    counts: dict[str, int] = Field(
+        description="Rows by outcome: created, updated, unchanged, deleted, failed"
+    )
+    paused_seconds: float = Field(description="Time spent waiting out the vendor's rate limits")
+    detail: str
+
+
+class FailedRow(ResponseModel):
+    kind: str
+    hub_id: uuid.UUID
+    error: str
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+
+
+class Conflict(ResponseModel):
+    id: uuid.UUID
+    connection_id: uuid.UUID
+    kind: str
+    hub_id: uuid.UUID
+    crm_id: str
+    field: str
+    hub_value: Any
+    crm_value: Any
+    hub_changed_at: datetime
+    crm_changed_at: datetime
+    status: str
+    resolution: str | None
+    resolved_by: str | None
+    detected_at: datetime
+    resolved_at: datetime | None
+
+
+class ConflictResolution(RequestModel):
+    side: Literal["hub", "crm"] = Field(description="Whose value stands")
+
+
+class Discrepancy(ResponseModel):
+    hub_id: uuid.UUID | None
+    crm_id: str | None
+    problem: str
+
+
+class Reconciliation(ResponseModel):
+    run_id: uuid.UUID
+    connection: str
+    compared: int
+    matching: int
+    accuracy_percent: float = Field(
+        description="Matching records of those compared; seed target 99.95"
+    )
+    meets_target: bool
+    discrepancies: list[Discrepancy] = Field(description="The first 100")

@@ -67,6 +67,7 @@ def add_connection(
     crm: str,
     credentials: dict[str, str],
     base_url: str | None = None,
+    currency: str = "USD",
     prefix: str = "",
 ) -> CrmConnection:
     """Store a connection; its credentials are checked for shape here (errors name
@@ -77,7 +78,7 @@ def add_connection(
     connection = CrmConnection(
         name=name,
         crm=crm,
-        settings={"base_url": base_url} if base_url else {},
+        settings={"currency": currency} | ({"base_url": base_url} if base_url else {}),
         credentials_sealed=box.seal(json.dumps(credentials, sort_keys=True)),
     )
     session.add(connection)

@@ -42,16 +42,18 @@ def test_list_shows_every_job_and_which_have_no_handler_yet(cli_db: Database) ->
     assert result.exit_code == 0, result.output
     lines = {line.split()[1]: line for line in result.output.splitlines() if "│" in line}
     assert (
-        "no handler yet" in lines["crm_contact_sync"] and "0 2 * * *" in lines["crm_contact_sync"]
+        "no handler yet" in lines["health_score_update"]
+        and "0 6 * * *" in lines["health_score_update"]
     )
+    assert "active" in lines["crm_contact_sync"] and "0 2 * * *" in lines["crm_contact_sync"]
     assert "0 5 1-7 * 1" in lines["executive_reporting"]
     assert "active" in lines["outbox_prune"] and "30 3 * * *" in lines["outbox_prune"]
 
 
 def test_running_a_job_without_a_handler_says_so_and_does_nothing(cli_db: Database) -> None:
-    result = runner.invoke(app, ["jobs", "run", "crm_contact_sync"])
+    result = runner.invoke(app, ["jobs", "run", "health_score_update"])
     assert result.exit_code == 1
-    assert "'crm_contact_sync' has no handler yet" in result.output
+    assert "'health_score_update' has no handler yet" in result.output
     assert "Nothing was run" in result.output
     assert _runs(cli_db) == []
 

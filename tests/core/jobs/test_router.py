@@ -41,13 +41,16 @@ def test_lists_every_job_with_schedule_status_and_next_run(
     assert listed.status_code == 200
     by_name = {j["name"]: j for j in listed.json()}
     assert set(by_name) == {*SEED, "outbox_prune", "lead_score_decay"}
-    crm = by_name["crm_contact_sync"]
-    assert (crm["schedule"], crm["status"], crm["next_run_at"]) == (
-        "0 2 * * *",
+    health = by_name["health_score_update"]
+    assert (health["schedule"], health["status"], health["next_run_at"]) == (
+        "0 6 * * *",
         "no handler yet",
         None,
     )
-    assert crm["domain"] == "crm" and crm["last_run"] is None
+    assert health["domain"] == "success" and health["last_run"] is None
+    crm = by_name["crm_contact_sync"]
+    assert (crm["status"], crm["domain"]) == ("active", "crm")
+    assert datetime.fromisoformat(crm["next_run_at"]).strftime("%H:%M") == "02:00"
     prune = by_name["outbox_prune"]
     assert prune["status"] == "active" and prune["schedule"] == "30 3 * * *"
     assert datetime.fromisoformat(prune["next_run_at"]).strftime("%H:%M") == "03:30"
@@ -71,10 +74,10 @@ def test_only_admins_see_jobs(client: TestClient, auth_headers: Headers) -> None
 def test_running_a_job_without_a_handler_is_a_409_saying_so(
     client: TestClient, admin: dict[str, str]
 ) -> None:
-    answer = client.post("/api/v1/jobs/crm_contact_sync/runs", headers=admin)
+    answer = client.post("/api/v1/jobs/health_score_update/runs", headers=admin)
     assert answer.status_code == 409
     assert "no handler yet" in answer.json()["detail"]
-    runs = client.get("/api/v1/jobs/crm_contact_sync/runs", headers=admin).json()
+    runs = client.get("/api/v1/jobs/health_score_update/runs", headers=admin).json()
     assert runs == {"items": [], "next_cursor": None}
 
 

@@ -1,9 +1,10 @@
 """CRM sync: links between hub and CRM records, sync runs and their row log, the failed-row
-index, the real-time push queue, pull cursors, last-write decisions and the conflict queue.
+index, the real-time push queue, sync requests, pull cursors, last-write decisions and the
+conflict queue.
 
 Revision ID: 20261205crmsync
 Revises: 20261204crm
-Create Date: 2026-12-05 02:19:41.789928
+Create Date: 2026-12-05 02:27:22.933227
 """
 
 from collections.abc import Sequence
@@ -142,6 +143,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("connection_id", "kind", name=op.f("pk_crm_sync_cursor")),
     )
     op.create_table(
+        "crm_sync_request",
+        sa.Column("connection_id", sa.Uuid(), nullable=False),
+        sa.Column("full", sa.Boolean(), nullable=False),
+        sa.Column("trigger", sa.String(length=16), nullable=False),
+        sa.Column("requested_at", revhub.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["connection_id"],
+            ["crm_connection.id"],
+            name=op.f("fk_crm_sync_request_connection_id_crm_connection"),
+        ),
+        sa.PrimaryKeyConstraint("connection_id", name=op.f("pk_crm_sync_request")),
+    )
+    op.create_table(
         "crm_sync_run",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("connection_id", sa.Uuid(), nullable=False),
@@ -197,6 +211,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_crm_sync_run_started")
 
     op.drop_table("crm_sync_run")
+    op.drop_table("crm_sync_request")
     op.drop_table("crm_sync_cursor")
     with op.batch_alter_table("crm_pending_push", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_crm_pending_push_queued_at"))

@@ -1,0 +1,247 @@
+"""Running syncs: a whole sync of one connection, sync requests, and the real-time push.
+
+A sync of a connection is three runs in order: push contacts, pull contacts, pull deals
+(a pull after the push finds the hub's own writes already agreed). ``revhub crm sync`` runs
+one in the foreground; the 02:00 job and ``POST …/sync`` leave a :class:`SyncRequest` for
+the worker, which also pushes the contacts the ``crm-sync`` consumer queued, every second.
+
+Each connection syncs on a thread of its own and one connection's sync never waits for
+another's: a CRM that is down or slow holds up only itself. After a failed run the
+connection rests (``REST_AFTER_FAILURE``) before the real-time path calls it again; its
+rows wait in the failed-row index meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from revhub.contacts.pii import Pii
+from revhub.core.crypto import SecretBox
+from revhub.core.db import Database, utcnow
+from revhub.crm.connectors.base import ObjectKind
+from revhub.crm.models import CrmConnection, PendingPush, SyncRequest, SyncRun
+from revhub.crm.pull import pull
+from revhub.crm.push import Progress, Sleep, push_contacts
+from revhub.crm.service import get_connection, open_target
+
+PUSH_BATCH = 500
+REST_AFTER_FAILURE = 30.0
+"""Seconds a connection's real-time push rests after a run that could not reach the CRM."""
+
+log = structlog.get_logger("revhub.crm")
+
+StepProgress = Callable[[str], Progress]
+"""``progress_for(step)`` gives the progress callback of one step (``push contacts``…)."""
+
+
+def sync_connection(
+    db: Database,
+    pii: Pii,
+    box: SecretBox,
+    *,
+    name: str,
+    full: bool = False,
+    trigger: str = "manual",
+    sleep: Sleep = time.sleep,
+    progress_for: StepProgress | None = None,
+) -> list[SyncRun]:
+    """Push contacts, pull contacts, pull deals; the three finished runs."""
+    with db.reading() as session:
+        connection = get_connection(session, name=name)
+        session.expunge(connection)
+    return _sync(
+        db, pii, box, connection, full=full, trigger=trigger, sleep=sleep, progress_for=progress_for
+    )
+
+
+def _sync(
+    db: Database,
+    pii: Pii,
+    box: SecretBox,
+    connection: CrmConnection,
+    *,
+    full: bool,
+    trigger: str,
+    sleep: Sleep = time.sleep,
+    progress_for: StepProgress | None = None,
+) -> list[SyncRun]:
+    target = open_target(connection, box)
+    steps: list[tuple[str, ObjectKind]] = [
+        ("push", "contact"),
+        ("pull", "contact"),
+        ("pull", "deal"),
+    ]
+    runs: list[SyncRun] = []
+    try:
+        for direction, kind in steps:
+            progress = progress_for(f"{direction} {kind}s") if progress_for else None
+            if direction == "push":
+                runs.append(
+                    push_contacts(
+                        db, pii, target, trigger=trigger, full=full, sleep=sleep, progress=progress
+                    )
+                )
+            else:
+                runs.append(
+                    pull(
+                        db,
+                        pii,
+                        target,
+                        kind,
+                        trigger=trigger,
+                        full=full,
+                        sleep=sleep,
+                        progress=progress,
+                    )
+                )
+    finally:
+        target.close()
+    return runs
+
+
+def request_sync(
+    session: Session, *, connection_id: uuid.UUID, full: bool, trigger: str
+) -> SyncRequest:
+    """Ask the worker for a sync (a second request before it starts is the same one; a
+    ``full`` request stays full)."""
+    found = session.get(SyncRequest, connection_id)
+    if found is None:
+        found = SyncRequest(connection_id=connection_id, full=full, trigger=trigger)
+        session.add(found)
+    else:
+        found.full = found.full or full
+    session.flush()
+    return found
+
+
+def queue_push(session: Session, *, contact_id: uuid.UUID) -> int:
+    """Queue a contact for the real-time push to every active connection (a contact queued
+    already is queued again from now, so a change made while it is being pushed is not
+    dropped with its queue entry)."""
+    connections = session.scalars(
+        select(CrmConnection.id).where(CrmConnection.active.is_(True))
+    ).all()
+    for connection_id in connections:
+        waiting = session.get(PendingPush, (connection_id, contact_id))
+        if waiting is None:
+            session.add(PendingPush(connection_id=connection_id, hub_id=contact_id))
+        else:
+            waiting.queued_at = utcnow()
+    return len(connections)
+
+
+@dataclass
+class SyncWorker:
+    """The worker's CRM chore: for each active connection, on its own thread, run a
+    requested sync or push what the consumer queued."""
+
+    db: Database
+    pii: Pii
+    box: SecretBox
+    threads: int = 4
+    sleep: Sleep = time.sleep
+    _pool: ThreadPoolExecutor | None = None
+    _busy: dict[uuid.UUID, Future[None]] = field(default_factory=dict)
+    _rest_until: dict[uuid.UUID, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def tick(self) -> int:
+        """Start work for every idle connection that has some; returns how many started."""
+        with self.db.reading() as session:
+            connections = session.scalars(
+                select(CrmConnection).where(CrmConnection.active.is_(True))
+            ).all()
+            for connection in connections:
+                session.expunge(connection)
+        started = 0
+        for connection in connections:
+            with self._lock:
+                running = self._busy.get(connection.id)
+                if running is not None and not running.done():
+                    continue
+                self._busy[connection.id] = self._executor().submit(self.serve, connection)
+                started += 1
+        return started
+
+    def serve(self, connection: CrmConnection) -> None:
+        """One connection's turn: a requested sync first, else the real-time push."""
+        try:
+            if not self._requested(connection):
+                self._push_queued(connection)
+        except Exception:  # one connection's failure must not stop the chore
+            log.exception("crm sync failed", connection=connection.name)
+            self._rest_until[connection.id] = time.monotonic() + REST_AFTER_FAILURE
+
+    def drain(self) -> None:
+        """Wait for the work started so far (tests, shutdown)."""
+        for running in list(self._busy.values()):
+            running.result()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="crm-sync")
+        return self._pool
+
+    def _requested(self, connection: CrmConnection) -> bool:
+        with self.db.reading() as session:
+            request = session.get(SyncRequest, connection.id)
+            wanted = (
+                None if request is None else (request.full, request.trigger, request.requested_at)
+            )
+        if wanted is None:
+            return False
+        full, trigger, requested_at = wanted
+        runs = _sync(
+            self.db, self.pii, self.box, connection, full=full, trigger=trigger, sleep=self.sleep
+        )
+        with self.db.transaction() as session:
+            session.execute(
+                delete(SyncRequest).where(
+                    SyncRequest.connection_id == connection.id,
+                    SyncRequest.requested_at <= requested_at,
+                )
+            )
+        log.info("crm sync done", connection=connection.name, runs=[r.counts for r in runs])
+        return True
+
+    def _push_queued(self, connection: CrmConnection) -> None:
+        if time.monotonic() < self._rest_until.get(connection.id, 0.0):
+            return
+        read_at = utcnow()
+        with self.db.reading() as session:
+            ids = list(
+                session.scalars(
+                    select(PendingPush.hub_id)
+                    .where(PendingPush.connection_id == connection.id)
+                    .order_by(PendingPush.queued_at)
+                    .limit(PUSH_BATCH)
+                )
+            )
+        if not ids:
+            return
+        target = open_target(connection, self.box)
+        try:
+            run = push_contacts(
+                self.db, self.pii, target, trigger="realtime", only=ids, sleep=self.sleep
+            )
+        finally:
+            target.close()
+        if run.status == "failed":
+            self._rest_until[connection.id] = time.monotonic() + REST_AFTER_FAILURE
+        with self.db.transaction() as session:
+            session.execute(
+                delete(PendingPush).where(
+                    PendingPush.connection_id == connection.id,
+                    PendingPush.hub_id.in_(ids),
+                    PendingPush.queued_at <= read_at,
+                )
+            )

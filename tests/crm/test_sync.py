@@ -1,0 +1,170 @@
+"""The worker's side of sync: the ``crm-sync`` consumer queues captured leads and the chore
+pushes them (real-time path), a CRM that is down holds up only itself, the 02:00 job asks for
+a sync of every connection, and reconciliation finds what differs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from revhub.contacts.pii import pii_for
+from revhub.core.db import Database
+from revhub.core.events.bus import Bus
+from revhub.core.jobs import service as jobs
+from revhub.core.settings import Settings
+from revhub.crm import service
+from revhub.crm.jobs import JOB, crm_sync_consumer, sync_chore
+from revhub.crm.models import FailedRow, PendingPush, SyncRequest, SyncRun
+from revhub.crm.push import push_contacts
+from revhub.crm.reconcile import reconcile
+from revhub.crm.sync import SyncWorker, request_sync
+from revhub.worker import consumer_registry, job_registry
+from tests.crm.conftest import HUBSPOT_TOKEN
+from tests.crm.factories import capture, hubspot_target, no_wait
+from tests.crm.fakes.hubspot import HubSpotState, build_app
+from tests.crm.fakes.server import serve
+from tests.crm.test_hubspot import SEED_CONTACT_PROPERTIES, SEED_DEAL_PROPERTIES
+from tests.eventing import deliver_all
+from tests.sales.factories import Headers
+
+
+def worker(db: Database, settings: Settings) -> SyncWorker:
+    chore = sync_chore(db, pii_for(settings), service.credentials_box(settings))
+    chore.sleep = no_wait
+    chore.threads = 1  # the test's database is one connection: one sync at a time
+    return chore
+
+
+def run_chore(chore: SyncWorker) -> None:
+    chore.tick()
+    chore.drain()
+
+
+def test_a_captured_lead_reaches_hubspot_through_the_consumer_and_the_chore(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    session: Session,
+    bus: Bus,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    target = hubspot_target(db, settings, url)
+    (person,) = capture(client, auth_headers, 1)
+    assert deliver_all(bus, crm_sync_consumer()) >= 1
+    assert len(session.scalars(select(PendingPush)).all()) == 1
+    run_chore(worker(db, settings))
+    stored = state.find("contacts", "email", person["email"])
+    assert stored is not None and stored["properties"]["marketing_platform_id"] == person["lead_id"]
+    session.expire_all()
+    assert session.scalars(select(PendingPush)).all() == []
+    (run,) = session.scalars(
+        select(SyncRun).where(SyncRun.connection_id == target.connection_id)
+    ).all()
+    assert (run.trigger, run.counts) == ("realtime", {"created": 1})
+
+
+def test_a_crm_that_is_down_holds_up_only_its_own_connection(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    session: Session,
+    bus: Bus,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    down_state, down_url = hubspot
+    down_state.down = True
+    up_state = HubSpotState(
+        custom_properties={"contacts": SEED_CONTACT_PROPERTIES, "deals": SEED_DEAL_PROPERTIES},
+        private_app_token=HUBSPOT_TOKEN,
+    )
+    with serve(build_app(up_state)) as up_url:
+        down = hubspot_target(db, settings, down_url)
+        hubspot_target(db, settings, up_url)
+        leads = capture(client, auth_headers, 3)
+        deliver_all(bus, crm_sync_consumer())
+        chore = worker(db, settings)
+        run_chore(chore)
+        assert all(up_state.find("contacts", "email", p["email"]) for p in leads)
+        failed = session.scalars(
+            select(FailedRow).where(FailedRow.connection_id == down.connection_id)
+        ).all()
+        assert len(failed) == 3
+        down_state.down = False
+        run_chore(chore)
+        assert not down_state.written, "a failed connection rests before the next push"
+    with db.transaction() as writing:
+        request_sync(writing, connection_id=down.connection_id, full=False, trigger="test")
+    run_chore(worker(db, settings))
+    assert all(down_state.find("contacts", "email", p["email"]) for p in leads)
+    session.expire_all()
+    assert (
+        session.scalars(
+            select(FailedRow).where(FailedRow.connection_id == down.connection_id)
+        ).all()
+        == []
+    )
+
+
+def test_the_0200_job_asks_for_a_sync_of_every_connection_and_the_worker_runs_it(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    session: Session,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    target = hubspot_target(db, settings, url)
+    capture(client, auth_headers, 2)
+    registry = job_registry(settings, consumer_registry(settings))
+    assert registry.jobs[JOB].schedule == "0 2 * * *"
+    jobs.run_by_hand(db, registry=registry, name=JOB, actor="test", worker="w")
+    assert session.get(SyncRequest, target.connection_id) is not None
+    run_chore(worker(db, settings))
+    session.expire_all()
+    assert session.get(SyncRequest, target.connection_id) is None
+    steps = session.scalars(
+        select(SyncRun)
+        .where(SyncRun.connection_id == target.connection_id)
+        .order_by(SyncRun.started_at)
+    ).all()
+    assert [(r.direction, r.kind, r.trigger) for r in steps] == [
+        ("push", "contact", "schedule"),
+        ("pull", "contact", "schedule"),
+        ("pull", "deal", "schedule"),
+    ]
+    assert steps[0].counts == {"created": 2} and len(state.written) == 2
+
+
+def test_reconciliation_finds_a_planted_discrepancy_and_the_next_push_repairs_it(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    leads = capture(client, auth_headers, 4)
+    target = hubspot_target(db, settings, url)
+    pii = pii_for(settings)
+    push_contacts(db, pii, target, trigger="manual")
+    clean = reconcile(db, pii, target, trigger="manual")
+    assert (clean.compared, clean.matching, clean.accuracy_percent) == (4, 4, 100.0)
+    planted = state.find("contacts", "email", leads[0]["email"])
+    assert planted is not None
+    quietly = datetime.now(UTC) - timedelta(days=30)
+    state.edit("contacts", planted["id"], {"marketing_platform_lead_score": "1"}, at=quietly)
+    report = reconcile(db, pii, target, trigger="manual")
+    assert (report.compared, report.matching) == (4, 3)
+    assert report.accuracy_percent == 75.0 and not report.meets_target
+    (found,) = report.discrepancies
+    assert found.crm_id == planted["id"] and "lead_score" in found.problem
+    repaired = push_contacts(db, pii, target, trigger="manual")
+    assert repaired.counts == {"updated": 1}
+    assert reconcile(db, pii, target, trigger="manual").accuracy_percent == 100.0
