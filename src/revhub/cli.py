@@ -543,7 +543,9 @@ def crm_test(name: Annotated[str, typer.Argument(help="The connection's name.")]
     with _hub() as (settings, db), db.transaction() as session:
         box = crm_service.credentials_box(settings)
         try:
-            check = crm_service.check_connection(session, box, name=name)
+            check = crm_service.check_connection(
+                session, box, name=name, mappings=crm_service.mappings_for(settings)
+            )
         except ConnectorError as exc:
             err.print(f"[red]{name}: the CRM did not answer the check:[/red] {exc}")
             raise typer.Exit(1) from exc
@@ -569,8 +571,8 @@ def crm_sync(
     ] = False,
 ) -> None:
     """Sync a connection now, in this process: push contacts, pull contacts, pull deals,
-    each with a progress bar. Exit 1 if a run failed or left failed rows (they are retried
-    on the next run)."""
+    push deals, each with a progress bar. Exit 1 if a run failed or left failed rows (they
+    are retried on the next run)."""
     from rich.progress import Progress
 
     from revhub.contacts.pii import pii_for
@@ -592,6 +594,7 @@ def crm_sync(
                     db,
                     pii_for(settings),
                     crm_service.credentials_box(settings),
+                    crm_service.mappings_for(settings),
                     name=name,
                     full=full,
                     trigger="cli",
@@ -649,7 +652,8 @@ def crm_reconcile(name: Annotated[str, typer.Argument(help="The connection's nam
                 err.print(f"[red]{exc.detail}[/red] (see `revhub crm list`).")
                 raise typer.Exit(1) from exc
             session.expunge(connection)
-        target = crm_service.open_target(connection, crm_service.credentials_box(settings))
+        box = crm_service.credentials_box(settings)
+        target = crm_service.open_target(connection, box, crm_service.mappings_for(settings))
         try:
             with out.status(f"Reading {name} and comparing…"):
                 report = reconcile(db, pii_for(settings), target, trigger="cli")
@@ -687,3 +691,20 @@ def _print_runs(found: Iterable[SyncRunRow]) -> None:
             run.detail,
         )
     out.print(table)
+
+
+@crm_app.command("mappings")
+def crm_mappings() -> None:
+    """Print the field mappings in force as YAML (REVHUB_CRM_MAPPINGS, else seed 002's
+    defaults): save them to a file, edit, and point REVHUB_CRM_MAPPINGS at it."""
+    from revhub.crm.mappings import default_text
+    from revhub.crm.service import mappings_for
+
+    try:
+        settings = load_settings()
+        mappings_for(settings)
+    except ConfigurationError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    path = settings.crm_mappings
+    typer.echo(path.read_text() if path else default_text(), nl=False)

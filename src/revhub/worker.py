@@ -25,7 +25,7 @@ from revhub.core.settings import Settings
 from revhub.core.webhooks.jobs import SECRET_PURPOSE, delivery_chore, webhooks_consumer
 from revhub.core.webhooks.service import CONSUMER as WEBHOOKS
 from revhub.crm import jobs as crm_jobs
-from revhub.crm.service import credentials_box
+from revhub.crm.service import credentials_box, mappings_for
 from revhub.sales import jobs as sales_jobs
 
 
@@ -71,7 +71,9 @@ def build_worker(settings: Settings, db: Database) -> Worker:
             lambda: replay_requested(db, registry=registry, policy_for=settings.policy_for),
         )
     )
-    crm = crm_jobs.sync_chore(db, pii_for(settings), credentials_box(settings))
+    crm = crm_jobs.sync_chore(
+        db, pii_for(settings), credentials_box(settings), mappings_for(settings)
+    )
     worker.chores.append(("crm-sync", crm_jobs.CHORE_SECONDS, crm.tick))
     scheduler = Scheduler(db=db, registry=job_registry(settings, registry), worker=worker.name)
     worker.chores.append(("scheduler", TICK_SECONDS, scheduler.tick))

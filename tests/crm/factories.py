@@ -1,9 +1,10 @@
-"""Small builders for the CRM sync tests: a HubSpot connection on the fake, leads captured
+"""Small builders for the CRM sync tests: a connection on each vendor's fake, leads captured
 through the API, a sleep that does not wait."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -14,9 +15,17 @@ from revhub.crm import service
 from revhub.crm.pull import pull
 from revhub.crm.push import push_contacts
 from revhub.crm.service import Target
-from tests.crm.conftest import HUBSPOT_TOKEN
+from tests.crm.conftest import HUBSPOT_TOKEN, PIPEDRIVE_TOKEN, SALESFORCE_APP
 from tests.crm.fakes.hubspot import HubSpotState
-from tests.sales.factories import SALES, Headers, created, lead_at, unique
+from tests.sales.factories import (
+    CONTACTS,
+    SALES,
+    Headers,
+    contact_by_email,
+    created,
+    lead_at,
+    unique,
+)
 
 LEADS = f"{SALES}/leads"
 OPPS = f"{SALES}/opportunities"
@@ -30,20 +39,47 @@ OAUTH = {
 }
 
 
-def hubspot_target(
-    db: Database, settings: Settings, url: str, credentials: dict[str, str] | None = None
+def crm_target(
+    db: Database, settings: Settings, crm: str, url: str, credentials: dict[str, str]
 ) -> Target:
+    """A new connection of ``crm`` on the fake at ``url``, opened for a sync."""
     box = service.credentials_box(settings)
     with db.transaction() as session:
         connection = service.add_connection(
             session,
             box,
-            name=unique("hs"),
-            crm="hubspot",
-            credentials=credentials or {"access_token": HUBSPOT_TOKEN},
+            name=unique(crm[:2]),
+            crm=crm,
+            credentials=credentials,
             base_url=url,
         )
-    return service.open_target(connection, box)
+    return service.open_target(connection, box, service.mappings_for(settings))
+
+
+def hubspot_target(
+    db: Database, settings: Settings, url: str, credentials: dict[str, str] | None = None
+) -> Target:
+    return crm_target(db, settings, "hubspot", url, credentials or {"access_token": HUBSPOT_TOKEN})
+
+
+def salesforce_target(
+    db: Database, settings: Settings, url: str, credentials: dict[str, str] | None = None
+) -> Target:
+    """A Salesforce connection logging in at ``url`` (the fake's "My Domain")."""
+    return crm_target(db, settings, "salesforce", url, credentials or SALESFORCE_APP)
+
+
+def pipedrive_target(
+    db: Database, settings: Settings, url: str, credentials: dict[str, str] | None = None
+) -> Target:
+    """A Pipedrive connection with the API token, or ``credentials`` (e.g.
+    :func:`pipedrive_oauth`)."""
+    return crm_target(db, settings, "pipedrive", url, credentials or {"api_token": PIPEDRIVE_TOKEN})
+
+
+def pipedrive_oauth(url: str) -> dict[str, str]:
+    """OAuth credentials for the Pipedrive fake, whose token endpoint it serves itself."""
+    return OAUTH | {"oauth_url": f"{url}/oauth/token"}
 
 
 def capture(client: TestClient, auth_headers: Headers, count: int) -> list[dict[str, str]]:
@@ -102,3 +138,16 @@ def plant_amount_conflict(
     state.edit("deals", deal["id"], {"amount": "2000"}, at=later(120))
     pull(db, pii, target, "deal", trigger="manual")
     return target, opp["id"]
+
+
+def won_deal_of(client: TestClient, auth_headers: Headers, email: str) -> dict[str, Any]:
+    """Check that the person with ``email`` is now a customer; their one won opportunity
+    (as the sales API shows it)."""
+    sales = auth_headers("sales")
+    found = contact_by_email(client, sales, email)
+    profile = created(client.get(f"{CONTACTS}/{found['id']}", headers=sales), 200)
+    assert profile["stage"] == "customer"
+    deals = created(client.get(OPPS, headers=sales), 200)["items"]
+    (deal,) = [d for d in deals if d["primary_contact_id"] == found["id"]]
+    assert deal["is_closed_won"] and deal["stage"] == "Closed Won"
+    return deal

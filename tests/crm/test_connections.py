@@ -13,6 +13,7 @@ from revhub.core.db import make_engine
 from revhub.core.errors import Conflict, InvalidInput
 from revhub.core.settings import Settings
 from revhub.crm import service
+from revhub.crm.mappings import default_mappings
 from revhub.crm.models import CrmConnection
 from tests.crm.conftest import HUBSPOT_TOKEN, cli
 from tests.crm.fakes.hubspot import HubSpotState
@@ -43,7 +44,7 @@ def test_credentials_are_sealed_and_the_check_passes(
     )
     stored = session.scalar(select(CrmConnection.credentials_sealed))
     assert stored is not None and TOKEN not in stored
-    check = service.check_connection(session, box, name="hs")
+    check = service.check_connection(session, box, name="hs", mappings=default_mappings())
     assert check.ok and check.report.authenticated
 
 
@@ -58,9 +59,9 @@ def test_the_check_names_missing_fields_and_refused_credentials(
     service.add_connection(
         session, box, name="bad", crm="hubspot", credentials={"access_token": "x"}, base_url=url
     )
-    check = service.check_connection(session, box, name="hs")
+    check = service.check_connection(session, box, name="hs", mappings=default_mappings())
     assert not check.ok and check.report.missing_fields == {"contact": ["marketing_platform_id"]}
-    refused = service.check_connection(session, box, name="bad")
+    refused = service.check_connection(session, box, name="bad", mappings=default_mappings())
     assert not refused.ok and not refused.report.authenticated
 
 
@@ -135,9 +136,11 @@ def test_a_pipedrive_connection_takes_an_api_token_and_checks_custom_fields(
             credentials={"api_token": "api-token-1"},
             base_url=url,
         )
-        assert service.check_connection(session, box, name="pd").ok
+        assert service.check_connection(session, box, name="pd", mappings=default_mappings()).ok
         state.custom_fields["deals"] = {}
-        missing = service.check_connection(session, box, name="pd").report.missing_fields
+        missing = service.check_connection(
+            session, box, name="pd", mappings=default_mappings()
+        ).report.missing_fields
     assert "custom_fields.marketing_platform_id" in missing["deal"]
     with pytest.raises(InvalidInput) as refused:
         service.add_connection(session, box, name="pd2", crm="pipedrive", credentials={})
@@ -157,7 +160,7 @@ def test_a_salesforce_connection_logs_in_with_client_credentials(
         service.add_connection(
             session, box, name="sf", crm="salesforce", credentials=good, base_url=url
         )
-        assert service.check_connection(session, box, name="sf").ok
+        assert service.check_connection(session, box, name="sf", mappings=default_mappings()).ok
         service.add_connection(
             session,
             box,
@@ -166,7 +169,9 @@ def test_a_salesforce_connection_logs_in_with_client_credentials(
             credentials={"client_id": "consumer-key", "client_secret": "wrong"},
             base_url=url,
         )
-        assert not service.check_connection(session, box, name="sf-bad").report.authenticated
+        assert not service.check_connection(
+            session, box, name="sf-bad", mappings=default_mappings()
+        ).report.authenticated
     with pytest.raises(InvalidInput) as refused:
         service.add_connection(
             session, box, name="sf2", crm="salesforce", credentials={"private_key": "pem"}

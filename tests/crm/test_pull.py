@@ -24,6 +24,7 @@ from tests.crm.factories import (
     hubspot_target,
     later,
     plant_amount_conflict,
+    won_deal_of,
 )
 from tests.crm.fakes.hubspot import HubSpotState
 from tests.sales.factories import CONTACTS, Headers, contact_by_email, created
@@ -55,13 +56,8 @@ def test_a_deal_won_in_hubspot_comes_back_and_makes_its_contact_a_customer(
     )
     run = pull(db, pii, target, "deal", trigger="manual")
     assert run.counts == {"created": 1}, run.detail
-    sales = auth_headers("sales")
-    found = contact_by_email(client, sales, person["email"])
-    profile = created(client.get(f"{CONTACTS}/{found['id']}", headers=sales), 200)
-    assert profile["stage"] == "customer"
-    deals = created(client.get(OPPS, headers=sales), 200)["items"]
-    (deal,) = [d for d in deals if d["primary_contact_id"] == found["id"]]
-    assert deal["amount"] == "48000.50" and deal["is_closed_won"] and deal["stage"] == "Closed Won"
+    deal = won_deal_of(client, auth_headers, person["email"])
+    assert deal["amount"] == "48000.50"
     events = session.scalars(select(OutboxEvent.event_type)).all()
     assert "opportunity.created" in events, "attribution recomputes on opportunity events"
     assert events.count("contact.stage_changed") == 2, "opportunity, then customer"

@@ -3,6 +3,7 @@ pause the run, a CRM that is down leaves every row in the failed-row index for t
 
 from __future__ import annotations
 
+import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -10,11 +11,12 @@ from sqlalchemy.orm import Session
 from revhub.contacts.pii import pii_for
 from revhub.core.db import Database
 from revhub.core.settings import Settings
+from revhub.crm.mappings import default_text, parse_mappings
 from revhub.crm.models import FailedRow, SyncRow
 from revhub.crm.push import push_contacts
 from tests.crm.factories import OAUTH, capture, hubspot_target, no_wait
 from tests.crm.fakes.hubspot import HubSpotState
-from tests.sales.factories import Headers
+from tests.sales.factories import CONTACTS, Headers, contact_by_email, created
 
 
 def test_captured_leads_reach_hubspot_with_the_seed_mapping_and_only_once(
@@ -119,3 +121,31 @@ def test_a_row_the_crm_refuses_fails_alone_and_stays_in_the_index(
         select(FailedRow).where(FailedRow.connection_id == target.connection_id)
     ).all()
     assert len(index) == 2 and all(r.attempts == 1 for r in index)
+
+
+def test_in_mirror_mode_a_contact_merged_into_another_is_deleted_from_the_crm(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    first, second = capture(client, auth_headers, 2)
+    document = yaml.safe_load(default_text())
+    document["hubspot"]["contact"]["mode"] = "mirror"
+    target = hubspot_target(db, settings, url)
+    target.mapping = parse_mappings(document, source="test").hubspot
+    pii = pii_for(settings)
+    assert push_contacts(db, pii, target, trigger="manual").counts == {"created": 2}
+    absorbed = state.find("contacts", "email", second["email"])
+    assert absorbed is not None
+    sales = auth_headers("sales")
+    ids = [contact_by_email(client, sales, p["email"])["id"] for p in (first, second)]
+    for contact in ids:
+        body = {"kind": "crm:salesforce", "value": "00Q-same-person"}
+        created(client.post(f"{CONTACTS}/{contact}/identities", json=body, headers=sales), 200)
+    run = push_contacts(db, pii, target, trigger="manual")
+    assert run.counts.get("deleted") == 1, run.counts
+    assert state.objects["contacts"][absorbed["id"]]["archived"]
+    assert push_contacts(db, pii, target, trigger="manual").counts.get("deleted") is None

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from revhub.attribution.jobs import analytics_consumer
 from revhub.contacts.pii import pii_for
 from revhub.core.db import Database
 from revhub.core.events.bus import Bus
@@ -17,22 +18,23 @@ from revhub.core.jobs import service as jobs
 from revhub.core.settings import Settings
 from revhub.crm import service
 from revhub.crm.jobs import JOB, crm_sync_consumer, sync_chore
-from revhub.crm.models import FailedRow, PendingPush, SyncRequest, SyncRun
+from revhub.crm.mappings import default_mappings
+from revhub.crm.models import CrmLink, FailedRow, PendingPush, SyncRequest, SyncRun
 from revhub.crm.push import push_contacts
 from revhub.crm.reconcile import reconcile
-from revhub.crm.sync import SyncWorker, request_sync
+from revhub.crm.sync import SyncWorker, request_sync, sync_connection
 from revhub.worker import consumer_registry, job_registry
 from tests.crm.conftest import HUBSPOT_TOKEN
-from tests.crm.factories import capture, hubspot_target, no_wait
+from tests.crm.factories import capture, hubspot_target, later, no_wait
 from tests.crm.fakes.hubspot import HubSpotState, build_app
 from tests.crm.fakes.server import serve
 from tests.crm.test_hubspot import SEED_CONTACT_PROPERTIES, SEED_DEAL_PROPERTIES
 from tests.eventing import deliver_all
-from tests.sales.factories import Headers
+from tests.sales.factories import SALES, Headers, created
 
 
 def worker(db: Database, settings: Settings) -> SyncWorker:
-    chore = sync_chore(db, pii_for(settings), service.credentials_box(settings))
+    chore = sync_chore(db, pii_for(settings), service.credentials_box(settings), default_mappings())
     chore.sleep = no_wait
     chore.threads = 1  # the test's database is one connection: one sync at a time
     return chore
@@ -138,6 +140,7 @@ def test_the_0200_job_asks_for_a_sync_of_every_connection_and_the_worker_runs_it
         ("push", "contact", "schedule"),
         ("pull", "contact", "schedule"),
         ("pull", "deal", "schedule"),
+        ("push", "deal", "schedule"),
     ]
     assert steps[0].counts == {"created": 2} and len(state.written) == 2
 
@@ -168,3 +171,66 @@ def test_reconciliation_finds_a_planted_discrepancy_and_the_next_push_repairs_it
     repaired = push_contacts(db, pii, target, trigger="manual")
     assert repaired.counts == {"updated": 1}
     assert reconcile(db, pii, target, trigger="manual").accuracy_percent == 100.0
+
+
+def test_a_pulled_deal_gets_the_hub_id_and_its_attribution_primary_campaign_written_back(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    session: Session,
+    bus: Bus,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    sales = auth_headers("sales")
+    campaign = {"key": "spring-webinar", "name": "Spring webinar", "channel": "webinar"}
+    created(client.post(f"{SALES}/campaigns", json=campaign, headers=sales))
+    (person,) = capture(client, auth_headers, 1)
+    touch = {
+        "email": person["email"],
+        "campaign": "spring-webinar",
+        "channel": "webinar",
+        "kind": "webinar_attendance",
+        "occurred_at": (datetime.now(UTC) - timedelta(days=3)).isoformat(),
+    }
+    created(client.post(f"{SALES}/touchpoints", json=touch, headers=sales))
+    target = hubspot_target(db, settings, url)
+    deal = state.put(
+        "deals",
+        {"dealname": "Pilot", "amount": "900", "marketing_platform_lead_id": person["lead_id"]},
+        at=later(),
+    )
+    runs = sync_connection(
+        db,
+        pii_for(settings),
+        service.credentials_box(settings),
+        default_mappings(),
+        name=target.name,
+        full=True,
+        sleep=no_wait,
+    )
+    assert [(r.direction, r.kind, r.counts) for r in runs][2:] == [
+        ("pull", "deal", {"created": 1}),
+        ("push", "deal", {"updated": 1}),
+    ]
+    (opportunity_id,) = session.scalars(select(CrmLink.hub_id).where(CrmLink.crm_id == deal["id"]))
+    written = state.find("deals", "hs_object_id", deal["id"])
+    assert written is not None
+    assert written["properties"]["marketing_platform_id"] == str(opportunity_id)
+    assert deliver_all(bus, analytics_consumer()) >= 1, "the deal's credit is computed"
+    assert deliver_all(bus, crm_sync_consumer()) >= 1
+    queued = session.scalars(select(PendingPush).where(PendingPush.kind == "deal")).all()
+    assert [q.hub_id for q in queued] == [opportunity_id]
+    run_chore(worker(db, settings))
+    props = state.find("deals", "hs_object_id", deal["id"])["properties"]  # type: ignore[index]
+    assert props["marketing_platform_campaign_id"] == "spring-webinar"
+    again = sync_connection(
+        db,
+        pii_for(settings),
+        service.credentials_box(settings),
+        default_mappings(),
+        name=target.name,
+        sleep=no_wait,
+    )
+    assert again[3].counts in ({}, {"unchanged": 1}), "nothing new to write"

@@ -14,6 +14,7 @@ from revhub.core.db import Database
 from revhub.core.settings import Settings
 from revhub.crm import service
 from revhub.crm.jobs import sync_chore
+from revhub.crm.mappings import default_mappings
 from revhub.crm.push import push_contacts
 from tests.crm.conftest import HUBSPOT_TOKEN
 from tests.crm.factories import OPPS, capture, hubspot_target, no_wait, plant_amount_conflict
@@ -34,7 +35,7 @@ def connect(client: TestClient, admin: dict[str, str], url: str) -> None:
 
 
 def run_worker(db: Database, settings: Settings) -> None:
-    chore = sync_chore(db, pii_for(settings), service.credentials_box(settings))
+    chore = sync_chore(db, pii_for(settings), service.credentials_box(settings), default_mappings())
     chore.sleep, chore.threads = no_wait, 1
     chore.tick()
     chore.drain()
@@ -60,8 +61,9 @@ def test_a_sync_asked_over_the_api_runs_in_the_worker_and_its_rows_export_as_csv
         ("pull", "contact"),
         ("pull", "deal"),
         ("push", "contact"),
+        ("push", "deal"),
     ]
-    (push,) = [r for r in runs if r["direction"] == "push"]
+    (push,) = [r for r in runs if (r["direction"], r["kind"]) == ("push", "contact")]
     assert push["status"] == "succeeded" and push["counts"] == {"created": 2}
     assert push["trigger"] == "api" and push["full"] is True
     one = client.get(f"{CRM}/runs/{push['id']}", headers=admin)
@@ -117,7 +119,9 @@ def test_a_crm_down_for_the_run_fills_the_failed_row_index_shown_with_the_vendor
     failed = client.get(f"{CRM}/connections/hs/failed-rows", headers=admin).json()
     assert len(failed) == 2 and all("unavailable" in f["error"] for f in failed)
     runs = client.get(f"{CRM}/runs", params={"connection": "hs"}, headers=admin).json()
-    assert {r["status"] for r in runs} == {"failed"}
+    outcomes = {(r["direction"], r["kind"]): (r["status"], r["counts"]) for r in runs}
+    assert outcomes.pop(("push", "deal")) == ("succeeded", {}), "no deal is linked yet"
+    assert {status for status, _ in outcomes.values()} == {"failed"}
     state.down = False
     client.post(f"{CRM}/connections/hs/sync", headers=admin)
     run_worker(db, settings)

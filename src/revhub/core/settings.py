@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     embedded_worker: bool = True
     plugins: list[str] = Field(default_factory=list)
     job_schedules: dict[str, str] = Field(default_factory=dict)
+    crm_mappings: Path | None = Field(
+        default=None,
+        description="A YAML file of CRM field mappings replacing the defaults "
+        "(`revhub crm mappings` prints them as a starting point)",
+    )
     outbox_retention_days: int = Field(default=7, ge=1, le=3650)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

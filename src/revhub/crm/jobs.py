@@ -1,7 +1,9 @@
 """The CRM domain's consumer, job and worker chore.
 
 * ``crm-sync`` consumer (seed 002: "Real-time CRM synchronization"): every lead event that
-  names a contact queues that contact for the real-time push to each active connection.
+  names a contact queues that contact for the real-time push to each active connection;
+  ``attribution.updated`` queues its deal (seed 002 ``syncAttributionToCRM``: the primary
+  campaign written onto the CRM deal).
 * ``crm_contact_sync`` job (seed 002 ``BatchSyncSchedule``: daily 02:00 UTC): asks the
   worker for an incremental sync of every active connection.
 * ``crm-sync`` chore: the worker runs requested syncs and pushes the queue (:mod:`sync`).
@@ -21,6 +23,7 @@ from revhub.core.events.consumers import Consumer
 from revhub.core.events.envelope import Event
 from revhub.core.jobs.defaults import DAILY_0200
 from revhub.core.jobs.registry import Job, JobContext, JobRegistry
+from revhub.crm.mappings import Mappings
 from revhub.crm.models import CrmConnection
 from revhub.crm.sync import SyncWorker, queue_push, request_sync
 
@@ -30,17 +33,21 @@ TOPICS = frozenset({"lead-capture", "revenue-attribution"})
 CHORE_SECONDS = 1.0
 
 
-def queue_contact_of(session: Session, event: Event) -> int:
-    """Queue the contact an event names; events naming none are not for the CRM."""
+def queue_record_of(session: Session, event: Event) -> int:
+    """Queue the deal of an ``attribution.updated`` or the contact an event names; events
+    naming neither are not for the CRM."""
+    if event.event_type == "attribution.updated":
+        deal_id = event.payload.get("opportunity_id")
+        return queue_push(session, hub_id=uuid.UUID(str(deal_id)), kind="deal") if deal_id else 0
     contact_id = event.payload.get("contact_id")
     if not contact_id:
         return 0
-    return queue_push(session, contact_id=uuid.UUID(str(contact_id)))
+    return queue_push(session, hub_id=uuid.UUID(str(contact_id)))
 
 
 def crm_sync_consumer() -> Consumer:
     def handle(session: Session, event: Event, topic: str) -> None:
-        queue_contact_of(session, event)
+        queue_record_of(session, event)
 
     return Consumer(CONSUMER, TOPICS, handle=handle, description="Real-time CRM synchronization")
 
@@ -69,5 +76,5 @@ def register_jobs(registry: JobRegistry) -> None:
     )
 
 
-def sync_chore(db: Database, pii: Pii, box: SecretBox) -> SyncWorker:
-    return SyncWorker(db=db, pii=pii, box=box)
+def sync_chore(db: Database, pii: Pii, box: SecretBox, mappings: Mappings) -> SyncWorker:
+    return SyncWorker(db=db, pii=pii, box=box, mappings=mappings)

@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -163,10 +164,40 @@ def parse_mappings(document: dict[str, Any], *, source: str) -> Mappings:
         raise ConfigurationError(f"CRM field mappings in {source} are invalid: {problems}") from exc
 
 
+def default_text() -> str:
+    """The shipped mapping document (seed 002's), comments included."""
+    return resources.files("revhub.crm").joinpath("mappings_default.yaml").read_text()
+
+
 @cache
 def default_mappings() -> Mappings:
-    text = resources.files("revhub.crm").joinpath("mappings_default.yaml").read_text()
-    return parse_mappings(yaml.safe_load(text), source="mappings_default.yaml")
+    return parse_mappings(yaml.safe_load(default_text()), source="mappings_default.yaml")
+
+
+def load_mappings(path: Path | None) -> Mappings:
+    """The mappings of ``REVHUB_CRM_MAPPINGS`` (a whole document, as ``revhub crm
+    mappings`` prints it), else the defaults; re-read when the file changes."""
+    if path is None:
+        return default_mappings()
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise ConfigurationError(
+            f"REVHUB_CRM_MAPPINGS: cannot read {path} ({exc.strerror}); write one with "
+            "`revhub crm mappings > FILE` or unset the variable for the defaults."
+        ) from exc
+    return _load(path, stamp)
+
+
+@cache
+def _load(path: Path, stamp: int) -> Mappings:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"REVHUB_CRM_MAPPINGS: {path} is not YAML: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"REVHUB_CRM_MAPPINGS: {path} holds no mapping document")
+    return parse_mappings(document, source=str(path))
 
 
 def _parse(kind: FieldType, value: Any) -> Any:

@@ -103,7 +103,8 @@ class FailedRow(Base):
 
 
 class PendingPush(Base):
-    """A contact the ``crm-sync`` consumer saw change, waiting for the real-time push."""
+    """A contact or deal the ``crm-sync`` consumer saw change, waiting for the real-time
+    push (hub ids are UUIDs, unique across kinds)."""
 
     __tablename__ = "crm_pending_push"
 
@@ -111,6 +112,7 @@ class PendingPush(Base):
         ForeignKey("crm_connection.id"), primary_key=True
     )
     hub_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="contact", server_default="contact")
     queued_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 

@@ -33,7 +33,7 @@ from revhub.core.db import Database, utcnow
 from revhub.core.errors import RevHubError
 from revhub.core.events import outbox
 from revhub.crm.connectors.base import Changes, ConnectorError, ObjectKind, RateLimited, Record
-from revhub.crm.mappings import default_mappings
+from revhub.crm.mappings import Mappings
 from revhub.crm.merge import TOPIC, Merged, Side, close_conflict, get_conflict, merge_record
 from revhub.crm.models import Conflict, CrmConnection, CrmLink, PendingPush, SyncCursor, SyncRun
 from revhub.crm.push import MAX_PAUSES, Progress, Sleep
@@ -189,10 +189,16 @@ def _keep(
 
 
 def _echo(link: CrmLink | None, record: Record) -> bool:
-    return (
-        link is not None
-        and link.crm_modified_at is not None
-        and record.modified_at <= link.crm_modified_at
+    """Whether ``record`` is a version the link has seen (our write read back, or a record
+    merged already), skipped before it is read: its vendor time is before the link's, or the
+    same to a fraction of a second. A time in whole seconds (Pipedrive's ``update_time``)
+    cannot tell our write from an edit made in the same second, so such a record goes
+    through the merge, where our own write still changes nothing (echo by content)."""
+    if link is None or link.crm_modified_at is None:
+        return False
+    seen = link.crm_modified_at
+    return record.modified_at < seen or (
+        record.modified_at == seen and record.modified_at.microsecond != 0
     )
 
 
@@ -219,9 +225,9 @@ def apply_contact(session: Session, pii: Pii, target: Target, record: Record) ->
     merged = merge_record(
         session, target, object_map, side, record, dict(link.pushed) if link else {}
     )
-    set_contact_fields(session, pii, contact, merged.to_hub)
+    changed = set_contact_fields(session, pii, contact, merged.to_hub)
     _keep(session, target, "contact", contact.id, record, link, merged)
-    return contact.id, "updated" if merged.to_hub else "unchanged", None
+    return contact.id, "updated" if changed else "unchanged", None
 
 
 def _contact_of(
@@ -244,9 +250,14 @@ def _contact_of(
 
 def set_contact_fields(
     session: Session, pii: Pii, contact: Contact, changes: dict[str, Any]
-) -> None:
+) -> bool:
     """Apply CRM values to a profile (hub field names and forms); ``owner_email`` moves the
-    lead to the rep with that address when the hub knows one."""
+    lead to the rep with that address when the hub knows one.
+
+    Returns whether the hub changed: a CRM owner the hub has no rep for (a Salesforce lead
+    the API made is owned by the integration user) changes nothing, so such a record,
+    however new its owner value, is pulled as ``unchanged``."""
+    changed = False
     given: dict[str, Any] = {
         k: str(v) for k, v in changes.items() if k in PROFILE_FIELDS and v is not None
     }
@@ -254,13 +265,16 @@ def set_contact_fields(
         profile = replace(contacts.Profile(), **given)
         contacts.update_profile(session, pii, contact=contact, profile=profile)
         contact.updated_at = utcnow()
+        changed = True
     if changes.get("owner_email"):
         rep = session.scalar(
             select(SalesRep).where(SalesRep.email == str(changes["owner_email"]).lower())
         )
         lead = session.scalar(select(Lead).where(Lead.contact_id == contact.id))
-        if rep is not None and lead is not None:
+        if rep is not None and lead is not None and lead.owner_rep_id != rep.id:
             lead.owner_rep_id, lead.in_queue = rep.id, False
+            changed = True
+    return changed
 
 
 # --- deals -------------------------------------------------------------------------------
@@ -418,7 +432,7 @@ def _uuid(value: Any) -> uuid.UUID:
 
 
 def resolve_conflict(
-    session: Session, pii: Pii, *, conflict_id: uuid.UUID, side: str, by: str
+    session: Session, pii: Pii, mappings: Mappings, *, conflict_id: uuid.UUID, side: str, by: str
 ) -> Conflict:
     """Settle a queued conflict with the side a person chose. ``crm``: the CRM's value is
     applied to the hub. ``hub``: the hub keeps its value, and a contact is queued for the
@@ -428,7 +442,7 @@ def resolve_conflict(
     conflict = get_conflict(session, conflict_id=conflict_id)
     chosen = close_conflict(session, conflict, side=side, by=by)
     connection = session.get_one(CrmConnection, conflict.connection_id)
-    object_map = getattr(default_mappings().of(connection.crm), conflict.kind)
+    object_map = getattr(mappings.of(connection.crm), conflict.kind)
     mapped = object_map.fields[conflict.field]
     if side == "crm":
         _apply_choice(session, pii, conflict, mapped.to_hub(chosen))

@@ -19,21 +19,22 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from revhub.attribution.models import DealAttribution
 from revhub.contacts.models import Contact
 from revhub.contacts.pii import Pii
 from revhub.core.db import Database, utcnow
 from revhub.crm.connectors.base import ConnectorError, ObjectKind, RateLimited, RowResult, WriteMode
 from revhub.crm.mappings import Mode, ObjectMap
 from revhub.crm.models import CrmLink, SyncRun
-from revhub.crm.records import PUSHED_BY_HUB, contact_values, crm_row, synced_state
+from revhub.crm.records import PUSHED_BY_HUB, contact_values, crm_row, deal_values, synced_state
 from revhub.crm.runs import RunLog, failed_ids, finish_run, last_start, start_run
 from revhub.crm.service import Target
-from revhub.sales.models import Lead, LeadScore
+from revhub.sales.models import Lead, LeadScore, Opportunity
 
 CHUNK = 500
 MAX_PAUSES = 30
@@ -43,6 +44,7 @@ HubSpot's 10 s that is five minutes of a limit that does not lift)."""
 Progress = Callable[[int, int], None]
 """``progress(done, total)`` after each chunk."""
 Sleep = Callable[[float], None]
+Row = TypeVar("Row")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,12 @@ class Planned:
     state: dict[str, Any]
 
 
+Values = Callable[[Session, Sequence[uuid.UUID]], dict[uuid.UUID, dict[str, Any]]]
+"""The hub fields of each record of a chunk that can be pushed."""
+Send = Callable[[list[Planned], dict[uuid.UUID, Synced], RunLog], list[RowResult]]
+"""Write planned rows to the CRM: one result per row, in order."""
+
+
 def push_contacts(
     db: Database,
     pii: Pii,
@@ -72,7 +80,7 @@ def push_contacts(
     sleep: Sleep = time.sleep,
     progress: Progress | None = None,
 ) -> SyncRun:
-    """One push run of contacts to ``target``; returns the finished run."""
+    """One push run of contacts to ``target`` by the mapping's key; the finished run."""
     log = start_run(
         db,
         connection_id=target.connection_id,
@@ -84,12 +92,150 @@ def push_contacts(
     with db.reading() as session:
         retry = set(failed_ids(session, connection_id=target.connection_id, kind="contact"))
         ids = _candidates(session, target, retry, full=full, only=only)
+    mode = _write_mode(target.mapping.contact)
+
+    def send(
+        planned: list[Planned], links: dict[uuid.UUID, Synced], log: RunLog
+    ) -> list[RowResult]:
+        rows = [p.row for p in planned]
+        return _in_batches(
+            target, log, rows, lambda b: target.connector.write("contact", b, mode), sleep
+        )
+
+    down = _run(
+        db,
+        target,
+        log,
+        "contact",
+        ids,
+        retry,
+        values=lambda session, chunk: contact_values(session, pii, chunk),
+        send=send,
+        absent="not pushed: merged away or no e-mail",
+        progress=progress,
+    )
+    if target.mapping.contact.mode is Mode.MIRROR:
+        down = _delete_merged(db, target, log, down, sleep)
+    return _finish(db, log, down)
+
+
+def push_deals(
+    db: Database,
+    target: Target,
+    *,
+    trigger: str,
+    full: bool = False,
+    only: Collection[uuid.UUID] | None = None,
+    sleep: Sleep = time.sleep,
+    progress: Progress | None = None,
+) -> SyncRun:
+    """One push run of deals: the fields the hub owns (its deal id; the primary campaign of
+    the attribution write-back, seed 002 ``syncAttributionToCRM``) written onto the CRM
+    deals the hub has linked, by the CRM's own id. Sales creates deals in the CRM, so the
+    hub never creates one; a ``create_only`` deal mapping leaves CRM deals alone."""
+    log = start_run(
+        db,
+        connection_id=target.connection_id,
+        direction="push",
+        kind="deal",
+        trigger=trigger,
+        full=full,
+    )
+    if target.mapping.deal.mode is Mode.CREATE_ONLY:
+        log.detail = "the deal mapping is create_only: the hub changes no CRM deal"
+        return finish_run(db, log)
+    with db.reading() as session:
+        retry = set(failed_ids(session, connection_id=target.connection_id, kind="deal"))
+        ids = _linked_deals(session, target, retry, full=full, only=only)
+
+    def send(
+        planned: list[Planned], links: dict[uuid.UUID, Synced], log: RunLog
+    ) -> list[RowResult]:
+        rows = [(links[p.hub_id].crm_id, p.row) for p in planned]
+        return _in_batches(
+            target, log, rows, lambda b: target.connector.update_by_id("deal", b), sleep
+        )
+
+    down = _run(
+        db,
+        target,
+        log,
+        "deal",
+        ids,
+        retry,
+        values=_deal_values,
+        send=send,
+        absent="not pushed: the opportunity is gone",
+        progress=progress,
+    )
+    return _finish(db, log, down)
+
+
+def _run(
+    db: Database,
+    target: Target,
+    log: RunLog,
+    kind: ObjectKind,
+    ids: list[uuid.UUID],
+    retry: set[uuid.UUID],
+    *,
+    values: Values,
+    send: Send,
+    absent: str,
+    progress: Progress | None,
+) -> str | None:
+    """Push ``ids`` chunk by chunk; returns why the CRM became unusable, if it did."""
     down: str | None = None
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        down = _push_chunk(db, pii, target, log, chunk, retry, down, sleep)
+        down = _push_chunk(db, target, log, kind, chunk, retry, down, values, send, absent)
         if progress is not None:
             progress(min(start + CHUNK, len(ids)), len(ids))
+    return down
+
+
+def _delete_merged(
+    db: Database, target: Target, log: RunLog, down: str | None, sleep: Sleep
+) -> str | None:
+    """``mirror`` mode: a contact merged into another is one person with the survivor, so
+    the CRM record of the absorbed one is deleted (archived) and its link dropped. A failed
+    delete keeps the link, so the next run tries again."""
+    with db.reading() as session:
+        gone = session.execute(
+            select(CrmLink.hub_id, CrmLink.crm_id)
+            .join(Contact, Contact.id == CrmLink.hub_id)
+            .where(
+                CrmLink.connection_id == target.connection_id,
+                CrmLink.kind == "contact",
+                Contact.merged_into_id.is_not(None),
+            )
+        ).all()
+    if not gone or down is not None:
+        return down
+    crm_ids = [crm_id for _, crm_id in gone]
+    try:
+        results = _in_batches(
+            target, log, crm_ids, lambda b: target.connector.delete("contact", b), sleep
+        )
+    except ConnectorError as exc:
+        return str(exc)
+    with db.transaction() as session:
+        for (hub_id, crm_id), result in zip(gone, results, strict=True):
+            if result.outcome != "deleted":
+                log.record(session, hub_id, "failed", crm_id=crm_id, error=result.error)
+                continue
+            session.execute(
+                delete(CrmLink).where(
+                    CrmLink.connection_id == target.connection_id,
+                    CrmLink.kind == "contact",
+                    CrmLink.hub_id == hub_id,
+                )
+            )
+            log.record(session, hub_id, "deleted", crm_id=crm_id)
+    return None
+
+
+def _finish(db: Database, log: RunLog, down: str | None) -> SyncRun:
     if down is not None:
         log.detail = (
             f"CRM unavailable: {down}; the rows are in the failed-row index for the next run."
@@ -99,32 +245,31 @@ def push_contacts(
 
 def _push_chunk(
     db: Database,
-    pii: Pii,
     target: Target,
     log: RunLog,
+    kind: ObjectKind,
     chunk: list[uuid.UUID],
     retry: set[uuid.UUID],
     down: str | None,
-    sleep: Sleep,
+    values_of: Values,
+    send: Send,
+    absent: str,
 ) -> str | None:
     """Push one chunk; returns why the CRM is unusable for the rest of the run, if it is."""
-    object_map = target.mapping.contact
     with db.reading() as session:
-        values = contact_values(session, pii, chunk)
-        links = links_of(session, target, "contact", chunk)
-    planned, unchanged = _plan(object_map, values, links, retry)
+        values = values_of(session, chunk)
+        links = links_of(session, target, kind, chunk)
+    planned, unchanged = _plan(getattr(target.mapping, kind), values, links, retry)
     results: list[RowResult] = []
     if down is None and planned:
         try:
-            results = _write(target, log, [p.row for p in planned], _write_mode(object_map), sleep)
+            results = send(planned, links, log)
         except ConnectorError as exc:
             down = str(exc)
     with db.transaction() as session:
         for hub_id in chunk:
             if hub_id not in values:
-                log.record(
-                    session, hub_id, "unchanged", error="not pushed: merged away or no e-mail"
-                )
+                log.record(session, hub_id, "unchanged", error=absent)
         for hub_id in unchanged:
             log.record(session, hub_id, "unchanged", crm_id=links[hub_id].crm_id)
         if down is not None:
@@ -135,9 +280,44 @@ def _push_chunk(
             if result.outcome == "failed":
                 log.record(session, item.hub_id, "failed", error=result.error)
                 continue
-            remember(session, target, "contact", item.hub_id, result, item.state)
+            remember(session, target, kind, item.hub_id, result, item.state)
             log.record(session, item.hub_id, result.outcome, crm_id=result.crm_id)
     return None
+
+
+def _deal_values(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    found = session.scalars(select(Opportunity).where(Opportunity.id.in_(ids)))
+    return {o.id: deal_values(session, o) for o in found}
+
+
+def _linked_deals(
+    session: Session,
+    target: Target,
+    retry: set[uuid.UUID],
+    *,
+    full: bool,
+    only: Collection[uuid.UUID] | None,
+) -> list[uuid.UUID]:
+    """The linked deals of the run, failed rows first: the queued ones, all, or those whose
+    opportunity or attribution changed since the last deal push began."""
+    query = (
+        select(CrmLink.hub_id)
+        .join(Opportunity, Opportunity.id == CrmLink.hub_id)
+        .outerjoin(DealAttribution, DealAttribution.opportunity_id == Opportunity.id)
+        .where(CrmLink.connection_id == target.connection_id, CrmLink.kind == "deal")
+        .order_by(Opportunity.created_at, Opportunity.id)
+    )
+    if only is not None:
+        query = query.where(CrmLink.hub_id.in_(list(only)))
+    elif not full:
+        since = last_start(
+            session, connection_id=target.connection_id, direction="push", kind="deal"
+        )
+        if since is not None:
+            query = query.where(
+                or_(Opportunity.updated_at >= since, DealAttribution.computed_at >= since)
+            )
+    return list(dict.fromkeys([*sorted(retry), *session.scalars(query)]))
 
 
 def _candidates(
@@ -226,17 +406,21 @@ def _write_mode(object_map: ObjectMap) -> WriteMode:
     return "upsert" if object_map.mode is Mode.MIRROR else object_map.mode.value  # type: ignore[return-value]
 
 
-def _write(
-    target: Target, log: RunLog, rows: list[dict[str, Any]], mode: WriteMode, sleep: Sleep
+def _in_batches(
+    target: Target,
+    log: RunLog,
+    rows: Sequence[Row],
+    write: Callable[[list[Row]], list[RowResult]],
+    sleep: Sleep,
 ) -> list[RowResult]:
     """Write in the vendor's batch size; a rate-limited batch waits and goes again."""
     results: list[RowResult] = []
     size = target.connector.batch_size
-    for batch in (rows[start : start + size] for start in range(0, len(rows), size)):
+    for batch in (list(rows[start : start + size]) for start in range(0, len(rows), size)):
         pauses = 0
         while True:
             try:
-                results += target.connector.write("contact", batch, mode)
+                results += write(batch)
                 break
             except RateLimited as exc:
                 pauses += 1

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from revhub.attribution.models import DealAttribution
 from revhub.contacts import service as contacts
 from revhub.contacts.models import Account, Contact
 from revhub.contacts.pii import Pii
@@ -130,8 +131,14 @@ def contact_values(
 
 
 def deal_values(session: Session, opportunity: Opportunity) -> dict[str, Any]:
-    """The hub fields of a deal."""
+    """The hub fields of a deal; ``primary_campaign_id`` is the key of the campaign with the
+    largest share of its write-back credit (seed 002 ``syncAttributionToCRM``)."""
     account = session.get(Account, opportunity.account_id)
+    primary = session.scalar(
+        select(Campaign.key)
+        .join(DealAttribution, DealAttribution.primary_campaign_id == Campaign.id)
+        .where(DealAttribution.opportunity_id == opportunity.id)
+    )
     return {
         "deal_id": str(opportunity.id),
         "name": opportunity.name,
@@ -144,6 +151,7 @@ def deal_values(session: Session, opportunity: Opportunity) -> dict[str, Any]:
         "closed_at": opportunity.closed_at,
         "account_domain": account.domain if account else None,
         "owner_email": None,
+        "primary_campaign_id": primary,
     }
 
 

@@ -83,7 +83,7 @@ def check_connection(name: str, session: DbSession, request: Request) -> s.Conne
     session.commit()
     box = service.credentials_box(hub_of(request).settings)
     try:
-        check = service.check(connection, box)
+        check = service.check(connection, box, service.mappings_for(hub_of(request).settings))
     except ConnectorError as exc:
         raise _unavailable(exc) from exc
     return s.ConnectionCheck(
@@ -109,7 +109,7 @@ def _unavailable(exc: ConnectorError) -> RevHubError:
 )
 def request_sync(name: str, session: DbSession, full: bool = False) -> s.SyncRequested:
     """Ask the worker for a sync of this connection: push contacts, pull contacts, pull
-    deals (``full``: every record, not only what changed since the last run). Its runs
+    deals, push deals (``full``: every record, not only what changed since the last run). Its runs
     appear under ``GET /crm/runs`` as they finish."""
     connection = service.get_connection(session, name=name)
     asked = sync.request_sync(session, connection_id=connection.id, full=full, trigger="api")
@@ -200,8 +200,9 @@ def resolve_conflict(
     """Settle a conflict: ``crm`` applies the CRM's value to the hub; ``hub`` keeps the
     hub's and queues the contact to be pushed again."""
     pii = pii_for(hub_of(request).settings)
+    mappings = service.mappings_for(hub_of(request).settings)
     conflict = pull.resolve_conflict(
-        session, pii, conflict_id=conflict_id, side=body.side, by=principal.name
+        session, pii, mappings, conflict_id=conflict_id, side=body.side, by=principal.name
     )
     return s.Conflict.model_validate(conflict)
 
@@ -219,7 +220,8 @@ def run_reconciliation(name: str, session: DbSession, request: Request) -> s.Rec
     connection = service.get_connection(session, name=name)
     session.commit()
     settings = hub_of(request).settings
-    target = service.open_target(connection, service.credentials_box(settings))
+    box = service.credentials_box(settings)
+    target = service.open_target(connection, box, service.mappings_for(settings))
     try:
         report = reconcile.reconcile(hub_of(request).db, pii_for(settings), target, trigger="api")
     except ConnectorError as exc:

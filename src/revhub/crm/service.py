@@ -24,7 +24,7 @@ from revhub.crm.connectors.base import CheckReport, Connector, ObjectKind
 from revhub.crm.connectors.hubspot import HubSpot, HubSpotAuth
 from revhub.crm.connectors.pipedrive import Pipedrive, PipedriveAuth
 from revhub.crm.connectors.salesforce import Salesforce, SalesforceAuth
-from revhub.crm.mappings import CrmMap, Mappings, default_mappings
+from revhub.crm.mappings import CrmMap, Mappings, load_mappings
 from revhub.crm.models import CrmConnection
 
 PURPOSE = "crm-credentials"
@@ -57,6 +57,11 @@ class Check:
 
 def credentials_box(settings: Settings) -> SecretBox:
     return SecretBox(settings.secrets["pii_key"], PURPOSE, settings.pii_previous)
+
+
+def mappings_for(settings: Settings) -> Mappings:
+    """The field mappings in force: ``REVHUB_CRM_MAPPINGS`` or seed 002's defaults."""
+    return load_mappings(settings.crm_mappings)
 
 
 def add_connection(
@@ -127,17 +132,15 @@ def connector_for(connection: CrmConnection, box: SecretBox, mapping: CrmMap) ->
     raise InvalidInput([FieldError("crm", message)])
 
 
-def check_connection(
-    session: Session, box: SecretBox, *, name: str, mappings: Mappings | None = None
-) -> Check:
+def check_connection(session: Session, box: SecretBox, *, name: str, mappings: Mappings) -> Check:
     """Authenticate and confirm every field the mapping names exists on the CRM objects."""
     return check(get_connection(session, name=name), box, mappings)
 
 
-def check(connection: CrmConnection, box: SecretBox, mappings: Mappings | None = None) -> Check:
+def check(connection: CrmConnection, box: SecretBox, mappings: Mappings) -> Check:
     """:func:`check_connection` for a connection already read (no session is needed while
     the CRM answers)."""
-    mapping = (mappings or default_mappings()).of(connection.crm)
+    mapping = mappings.of(connection.crm)
     connector = connector_for(connection, box, mapping)
     fields: dict[ObjectKind, Sequence[str]] = {
         "contact": [f.crm for f in mapping.contact.fields.values()],
@@ -195,10 +198,8 @@ class Target:
             close()
 
 
-def open_target(
-    connection: CrmConnection, box: SecretBox, mappings: Mappings | None = None
-) -> Target:
-    chosen = mappings or default_mappings()
+def open_target(connection: CrmConnection, box: SecretBox, mappings: Mappings) -> Target:
+    chosen = mappings
     mapping = chosen.of(connection.crm)
     return Target(
         connection_id=connection.id,

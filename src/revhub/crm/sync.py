@@ -1,7 +1,8 @@
 """Running syncs: a whole sync of one connection, sync requests, and the real-time push.
 
-A sync of a connection is three runs in order: push contacts, pull contacts, pull deals
-(a pull after the push finds the hub's own writes already agreed). ``revhub crm sync`` runs
+A sync of a connection is four runs in order: push contacts, pull contacts, pull deals,
+push deals (a pull after the push finds the hub's own writes already agreed; the deal push
+comes last so the deals just pulled get the hub's fields in the same sync). ``revhub crm sync`` runs
 one in the foreground; the 02:00 job and ``POST …/sync`` leave a :class:`SyncRequest` for
 the worker, which also pushes the contacts the ``crm-sync`` consumer queued, every second.
 
@@ -28,10 +29,11 @@ from revhub.contacts.pii import Pii
 from revhub.core.crypto import SecretBox
 from revhub.core.db import Database, utcnow
 from revhub.crm.connectors.base import ObjectKind
+from revhub.crm.mappings import Mappings
 from revhub.crm.models import CrmConnection, PendingPush, SyncRequest, SyncRun
 from revhub.crm.pull import pull
-from revhub.crm.push import Progress, Sleep, push_contacts
-from revhub.crm.service import get_connection, open_target
+from revhub.crm.push import Progress, Sleep, push_contacts, push_deals
+from revhub.crm.service import Target, get_connection, open_target
 
 PUSH_BATCH = 500
 REST_AFTER_FAILURE = 30.0
@@ -39,6 +41,8 @@ REST_AFTER_FAILURE = 30.0
 
 log = structlog.get_logger("revhub.crm")
 
+Step = Callable[[Progress | None], SyncRun]
+"""One run of a sync, given its progress callback."""
 StepProgress = Callable[[str], Progress]
 """``progress_for(step)`` gives the progress callback of one step (``push contacts``…)."""
 
@@ -47,6 +51,7 @@ def sync_connection(
     db: Database,
     pii: Pii,
     box: SecretBox,
+    mappings: Mappings,
     *,
     name: str,
     full: bool = False,
@@ -54,58 +59,56 @@ def sync_connection(
     sleep: Sleep = time.sleep,
     progress_for: StepProgress | None = None,
 ) -> list[SyncRun]:
-    """Push contacts, pull contacts, pull deals; the three finished runs."""
+    """Push contacts, pull contacts, pull deals, push deals; the four finished runs."""
     with db.reading() as session:
         connection = get_connection(session, name=name)
         session.expunge(connection)
     return _sync(
-        db, pii, box, connection, full=full, trigger=trigger, sleep=sleep, progress_for=progress_for
+        db,
+        pii,
+        open_target(connection, box, mappings),
+        full=full,
+        trigger=trigger,
+        sleep=sleep,
+        progress_for=progress_for,
     )
 
 
 def _sync(
     db: Database,
     pii: Pii,
-    box: SecretBox,
-    connection: CrmConnection,
+    target: Target,
     *,
     full: bool,
     trigger: str,
     sleep: Sleep = time.sleep,
     progress_for: StepProgress | None = None,
 ) -> list[SyncRun]:
-    target = open_target(connection, box)
-    steps: list[tuple[str, ObjectKind]] = [
-        ("push", "contact"),
-        ("pull", "contact"),
-        ("pull", "deal"),
+    def pulled(kind: ObjectKind) -> Step:
+        return lambda progress: pull(
+            db, pii, target, kind, trigger=trigger, full=full, sleep=sleep, progress=progress
+        )
+
+    steps: list[tuple[str, Step]] = [
+        (
+            "push contacts",
+            lambda progress: push_contacts(
+                db, pii, target, trigger=trigger, full=full, sleep=sleep, progress=progress
+            ),
+        ),
+        ("pull contacts", pulled("contact")),
+        ("pull deals", pulled("deal")),
+        (
+            "push deals",
+            lambda progress: push_deals(
+                db, target, trigger=trigger, full=full, sleep=sleep, progress=progress
+            ),
+        ),
     ]
-    runs: list[SyncRun] = []
     try:
-        for direction, kind in steps:
-            progress = progress_for(f"{direction} {kind}s") if progress_for else None
-            if direction == "push":
-                runs.append(
-                    push_contacts(
-                        db, pii, target, trigger=trigger, full=full, sleep=sleep, progress=progress
-                    )
-                )
-            else:
-                runs.append(
-                    pull(
-                        db,
-                        pii,
-                        target,
-                        kind,
-                        trigger=trigger,
-                        full=full,
-                        sleep=sleep,
-                        progress=progress,
-                    )
-                )
+        return [run(progress_for(label) if progress_for else None) for label, run in steps]
     finally:
         target.close()
-    return runs
 
 
 def request_sync(
@@ -123,17 +126,17 @@ def request_sync(
     return found
 
 
-def queue_push(session: Session, *, contact_id: uuid.UUID) -> int:
-    """Queue a contact for the real-time push to every active connection (a contact queued
-    already is queued again from now, so a change made while it is being pushed is not
-    dropped with its queue entry)."""
+def queue_push(session: Session, *, hub_id: uuid.UUID, kind: ObjectKind = "contact") -> int:
+    """Queue a contact or deal for the real-time push to every active connection (one
+    queued already is queued again from now, so a change made while it is being pushed is
+    not dropped with its queue entry)."""
     connections = session.scalars(
         select(CrmConnection.id).where(CrmConnection.active.is_(True))
     ).all()
     for connection_id in connections:
-        waiting = session.get(PendingPush, (connection_id, contact_id))
+        waiting = session.get(PendingPush, (connection_id, hub_id))
         if waiting is None:
-            session.add(PendingPush(connection_id=connection_id, hub_id=contact_id))
+            session.add(PendingPush(connection_id=connection_id, hub_id=hub_id, kind=kind))
         else:
             waiting.queued_at = utcnow()
     return len(connections)
@@ -147,6 +150,7 @@ class SyncWorker:
     db: Database
     pii: Pii
     box: SecretBox
+    mappings: Mappings
     threads: int = 4
     sleep: Sleep = time.sleep
     _pool: ThreadPoolExecutor | None = None
@@ -200,9 +204,8 @@ class SyncWorker:
         if wanted is None:
             return False
         full, trigger, requested_at = wanted
-        runs = _sync(
-            self.db, self.pii, self.box, connection, full=full, trigger=trigger, sleep=self.sleep
-        )
+        target = open_target(connection, self.box, self.mappings)
+        runs = _sync(self.db, self.pii, target, full=full, trigger=trigger, sleep=self.sleep)
         with self.db.transaction() as session:
             session.execute(
                 delete(SyncRequest).where(
@@ -218,30 +221,43 @@ class SyncWorker:
             return
         read_at = utcnow()
         with self.db.reading() as session:
-            ids = list(
-                session.scalars(
-                    select(PendingPush.hub_id)
-                    .where(PendingPush.connection_id == connection.id)
-                    .order_by(PendingPush.queued_at)
-                    .limit(PUSH_BATCH)
-                )
-            )
-        if not ids:
+            queued = session.execute(
+                select(PendingPush.hub_id, PendingPush.kind)
+                .where(PendingPush.connection_id == connection.id)
+                .order_by(PendingPush.queued_at)
+                .limit(PUSH_BATCH)
+            ).all()
+        if not queued:
             return
-        target = open_target(connection, self.box)
+        contacts = [hub_id for hub_id, kind in queued if kind == "contact"]
+        deals = [hub_id for hub_id, kind in queued if kind == "deal"]
+        target = open_target(connection, self.box, self.mappings)
         try:
-            run = push_contacts(
-                self.db, self.pii, target, trigger="realtime", only=ids, sleep=self.sleep
-            )
+            runs = []
+            if contacts:
+                runs.append(
+                    push_contacts(
+                        self.db,
+                        self.pii,
+                        target,
+                        trigger="realtime",
+                        only=contacts,
+                        sleep=self.sleep,
+                    )
+                )
+            if deals:
+                runs.append(
+                    push_deals(self.db, target, trigger="realtime", only=deals, sleep=self.sleep)
+                )
         finally:
             target.close()
-        if run.status == "failed":
+        if any(run.status == "failed" for run in runs):
             self._rest_until[connection.id] = time.monotonic() + REST_AFTER_FAILURE
         with self.db.transaction() as session:
             session.execute(
                 delete(PendingPush).where(
                     PendingPush.connection_id == connection.id,
-                    PendingPush.hub_id.in_(ids),
+                    PendingPush.hub_id.in_([hub_id for hub_id, _ in queued]),
                     PendingPush.queued_at <= read_at,
                 )
             )

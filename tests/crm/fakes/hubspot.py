@@ -4,10 +4,16 @@ last-modified property with the 200-per-page limit and the 10,000-result cap, pr
 OAuth refresh, and the rate-limit and expired-token answers with HubSpot's headers and
 bodies. Tests steer it through :class:`HubSpotState` (expire a token, answer the next
 calls with 429, go down) and read what it holds.
+
+It holds tens of thousands of records quickly enough for ``bench/crm_sync.py``: ``find``
+looks values up in an index of the properties asked for (kept by ``put`` and ``edit``;
+change indexed properties through them, not in the record dicts), and a search's next pages
+reuse the matches its first page found until something is written.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import uuid
@@ -78,6 +84,14 @@ class HubSpotState:
     clock: datetime | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     _serial: int = 0
+    _index: dict[tuple[str, str], tuple[dict[str, Any], dict[str, set[str]]]] = field(
+        default_factory=dict, repr=False
+    )
+    """Per (kind, property) ``find`` was asked about: the objects dict indexed and the ids of
+    its records by value."""
+    version: int = 0
+    """Counts writes, so a search knows whether the matches of its first page still hold."""
+    _searches: dict[str, tuple[int, list[dict[str, Any]]]] = field(default_factory=dict, repr=False)
 
     def now(self) -> datetime:
         if self.clock is None:
@@ -92,12 +106,30 @@ class HubSpotState:
         return BASE_PROPERTIES[kind] | self.custom_properties.get(kind, set())
 
     def find(self, kind: str, prop: str, value: str) -> dict[str, Any] | None:
+        """The first live record (in creation order) whose ``prop`` is ``value``."""
+        objects = self.objects[kind]
         if prop == "hs_object_id":
-            return self.objects[kind].get(value)
-        for obj in self.objects[kind].values():
-            if obj["properties"].get(prop) == value and not obj["archived"]:
+            return objects.get(value)
+        built = self._index.get((kind, prop))
+        if built is None or built[0] is not objects:
+            by_value: dict[str, set[str]] = {}
+            for obj_id, obj in objects.items():
+                held = obj["properties"].get(prop)
+                if isinstance(held, str):
+                    by_value.setdefault(held, set()).add(obj_id)
+            built = self._index[(kind, prop)] = (objects, by_value)
+        for obj_id in sorted(built[1].get(value, ()), key=int):
+            obj = objects.get(obj_id)
+            if obj is not None and obj["properties"].get(prop) == value and not obj["archived"]:
                 return obj
         return None
+
+    def _indexed(self, kind: str, obj_id: str, properties: dict[str, Any]) -> None:
+        self.version += 1
+        for (of, prop), (_, by_value) in self._index.items():
+            held = properties.get(prop)
+            if of == kind and isinstance(held, str):
+                by_value.setdefault(held, set()).add(obj_id)
 
     def put(self, kind: str, properties: dict[str, str], *, at: datetime) -> dict[str, Any]:
         """A record as a user would make it in HubSpot (for pull tests)."""
@@ -112,6 +144,7 @@ class HubSpotState:
         }
         obj["properties"]["hs_object_id"] = obj_id
         self.objects[kind][obj_id] = obj
+        self._indexed(kind, obj_id, obj["properties"])
         return obj
 
     def edit(self, kind: str, obj_id: str, properties: dict[str, str], *, at: datetime) -> None:
@@ -119,6 +152,7 @@ class HubSpotState:
         obj["properties"].update(properties)
         obj["properties"][MODIFIED[kind]] = _iso(at)
         obj["updatedAt"] = at
+        self._indexed(kind, obj_id, properties)
 
 
 def _error(status: int, category: str, message: str, **extra: Any) -> JSONResponse:
@@ -258,6 +292,7 @@ def build_app(state: HubSpotState) -> FastAPI:
                     if obj is not None:
                         obj["archived"] = True
                         obj["updatedAt"] = state.now()
+                state.version += 1
             return Response(status_code=204)
         started = state.now()
         with state.lock:
@@ -294,13 +329,21 @@ def build_app(state: HubSpotState) -> FastAPI:
                 f"There was a problem with the request: paging past {SEARCH_CAP} results "
                 "is not supported",
             )
+        asked = json.dumps([kind, body.get("filterGroups"), body.get("sorts")], sort_keys=True)
         with state.lock:
-            found = [
-                o
-                for o in state.objects[kind].values()
-                if not o["archived"] and _matches(o, body.get("filterGroups") or [])
-            ]
-        found.sort(key=lambda o: _sort_key(o, body.get("sorts") or []))
+            cached = state._searches.get(asked) if after else None
+            if cached is not None and cached[0] == state.version:
+                found = cached[1]
+            else:
+                found = [
+                    o
+                    for o in state.objects[kind].values()
+                    if not o["archived"] and _matches(o, body.get("filterGroups") or [])
+                ]
+                found.sort(key=lambda o: _sort_key(o, body.get("sorts") or []))
+                if len(state._searches) >= 8:
+                    state._searches.clear()
+                state._searches[asked] = (state.version, found)
         page = found[after : after + limit]
         answer: dict[str, Any] = {
             "total": len(found),

@@ -108,6 +108,12 @@ class PipedriveState:
     clock: datetime | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     _serial: int = 0
+    _by_email: dict[str, tuple[dict[int, Any], dict[str, set[int]]]] = field(
+        default_factory=dict, repr=False
+    )
+    """:meth:`with_email`'s index per object, for companies of tens of thousands of persons
+    (``bench/crm_sync.py``): the records dict indexed and the ids by lower-cased
+    address. ``put`` and ``edit`` keep it: change ``emails`` through them."""
 
     def now(self) -> datetime:
         """Pipedrive's clock, in whole seconds; a set ``clock`` ticks a second a call."""
@@ -135,6 +141,7 @@ class PipedriveState:
         }
         record["custom_fields"].update(fields.get("custom_fields") or {})
         self.objects[obj][record["id"]] = record
+        self._index_emails(obj, record)
         return record
 
     def edit(self, obj: str, record_id: int, fields: dict[str, Any], *, at: datetime) -> None:
@@ -145,9 +152,31 @@ class PipedriveState:
             parts = (record.get("first_name"), record.get("last_name"))
             record["name"] = " ".join(p for p in parts if p) or record["name"]
         record["update_time"] = at
+        self._index_emails(obj, record)
 
     def live(self, obj: str) -> list[dict[str, Any]]:
         return [r for r in self.objects[obj].values() if not r["is_deleted"]]
+
+    def with_email(self, obj: str, address: str) -> list[dict[str, Any]]:
+        """The live records with ``address`` among their e-mails, in any case: all an exact
+        e-mail search can match."""
+        records = self.objects[obj]
+        built = self._by_email.get(obj)
+        if built is None or built[0] is not records:
+            built = self._by_email[obj] = (records, {})
+            for record in records.values():
+                self._index_emails(obj, record)
+        found = (records.get(i) for i in built[1].get(address.lower(), ()))
+        return [r for r in found if r is not None and not r["is_deleted"]]
+
+    def _index_emails(self, obj: str, record: dict[str, Any]) -> None:
+        built = self._by_email.get(obj)
+        if built is None:  # indexed on the first search
+            return
+        for entry in record.get("emails") or []:
+            value = entry.get("value") if isinstance(entry, dict) else None
+            if value is not None:
+                built[1].setdefault(str(value).lower(), set()).add(record["id"])
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -419,9 +448,11 @@ def _search(state: PipedriveState, obj: str, request: Request) -> Response:
     if len(term) < (1 if exact else 2):
         return _error(400, "term must be at least 2 characters long (1 with exact_match)")
     with state.lock:
+        by_email = exact and wanted == {"email"}
+        looked = state.with_email(obj, term) if by_email else state.live(obj)
         hits = [
             (r, matched)
-            for r in sorted(state.live(obj), key=lambda r: r["id"])
+            for r in sorted(looked, key=lambda r: r["id"])
             if (matched := _matched(r, wanted, term, exact)) is not None
         ]
     window = _window(hits, request)

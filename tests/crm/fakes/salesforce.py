@@ -111,6 +111,12 @@ class SalesforceState:
     clock: datetime | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     _serial: int = 0
+    _matches: dict[tuple[str, str], tuple[dict[str, Any], dict[Any, set[str]]]] = field(
+        default_factory=dict, repr=False
+    )
+    """:meth:`matching`'s index per (sObject, field), for orgs of tens of thousands of
+    records (``bench/crm_sync.py``): the records dict indexed and the Ids by value. ``put``
+    and ``edit`` keep it: change indexed fields through them."""
 
     def now(self) -> datetime:
         if self.clock is None:
@@ -128,7 +134,27 @@ class SalesforceState:
         return [r for r in self.objects[sobject].values() if not r["IsDeleted"]]
 
     def matching(self, sobject: str, name: str, value: Any) -> list[dict[str, Any]]:
-        return [r for r in self.live(sobject) if r.get(name) == value]
+        """The live records holding ``value`` in ``name``, in creation order."""
+        records = self.objects[sobject]
+        try:
+            hash(value)
+        except TypeError:
+            return [r for r in self.live(sobject) if r.get(name) == value]
+        built = self._matches.get((sobject, name))
+        if built is None or built[0] is not records:
+            built = self._matches[(sobject, name)] = (records, {})
+            for record in records.values():
+                self._index(sobject, record, only=name)
+        found = (records.get(i) for i in sorted(built[1].get(value, ())))
+        return [r for r in found if r is not None and not r["IsDeleted"] and r.get(name) == value]
+
+    def _index(self, sobject: str, record: dict[str, Any], only: str | None = None) -> None:
+        for (of, name), (_, by_value) in self._matches.items():
+            if of == sobject and only in (None, name):
+                try:
+                    by_value.setdefault(record.get(name), set()).add(record["Id"])
+                except TypeError:  # an unhashable value equals no hashable one
+                    continue
 
     def put(
         self, sobject: str, fields: dict[str, Any], *, at: datetime, by: str = SALES_REP
@@ -145,6 +171,7 @@ class SalesforceState:
         }
         self.objects[sobject][record_id] = record
         self.touch(record, at=at, by=by)
+        self._index(sobject, record)
         return record
 
     def edit(
@@ -153,6 +180,7 @@ class SalesforceState:
         record = self.objects[sobject][record_id]
         record.update(fields)
         self.touch(record, at=at, by=by)
+        self._index(sobject, record)
         return record
 
     def remove(self, sobject: str, record_id: str, *, at: datetime, by: str = SALES_REP) -> None:
@@ -406,11 +434,12 @@ async def _save_all(
 
 def _all_or_none(state: SalesforceState, all_or_none: bool, run: Any) -> list[dict[str, Any]]:
     """With ``allOrNone``, one refused record rolls back the others."""
-    saved = copy.deepcopy(state.objects), len(state.written)
+    saved = copy.deepcopy(state.objects) if all_or_none else state.objects  # only to roll back
+    written = len(state.written)
     results: list[dict[str, Any]] = run()
     if not all_or_none or all(r["success"] for r in results):
         return results
-    state.objects, written = saved
+    state.objects = saved
     del state.written[written:]
     rolled = _failure(
         "ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records were valid"

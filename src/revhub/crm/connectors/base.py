@@ -104,6 +104,14 @@ class Connector(Protocol):
         form, creating, updating or both as ``mode`` says; one result per row, in order."""
         ...
 
+    def update_by_id(
+        self, kind: ObjectKind, rows: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[RowResult]:
+        """Update records by the CRM's own id (``(crm_id, fields)``): deals the hub learnt
+        by pulling them carry no hub key the keyed write could find. One result per row,
+        in order; a record that is gone fails its row."""
+        ...
+
     def changes(self, kind: ObjectKind, since: datetime, cursor: str | None = None) -> Changes:
         """Records modified at or after ``since``, one page at a time."""
         ...

@@ -108,6 +108,31 @@ class HubSpot:
             results += self._write_batch(kind, rows[start : start + BATCH_LIMIT], mode)
         return results
 
+    def update_by_id(
+        self, kind: ObjectKind, rows: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[RowResult]:
+        """``batch/update`` without ``idProperty``: the ids are HubSpot's record ids."""
+        path = f"/crm/v3/objects/{self.objects[kind]}/batch/update"
+        results: list[RowResult] = []
+        for start in range(0, len(rows), BATCH_LIMIT):
+            batch = rows[start : start + BATCH_LIMIT]
+            inputs = [
+                {"id": crm_id, "properties": {k: _text(v) for k, v in fields.items()}}
+                for crm_id, fields in batch
+            ]
+            answer = self._call("POST", path, json={"inputs": inputs}).json()
+            done = {
+                str(r["id"]): RowResult(
+                    key=str(r["id"]),
+                    outcome="updated",
+                    crm_id=str(r["id"]),
+                    modified_at=_parse_time(r.get("updatedAt")),
+                )
+                for r in answer.get("results", [])
+            }
+            results += [_row_result(crm_id, "id", done, _errors(answer)) for crm_id, _ in batch]
+        return results
+
     def changes(self, kind: ObjectKind, since: datetime, cursor: str | None = None) -> Changes:
         obj = self.objects[kind]
         modified = MODIFIED.get(obj, "hs_lastmodifieddate")
@@ -166,11 +191,7 @@ class HubSpot:
                 crm_id=str(result["id"]),
                 modified_at=_parse_time(result.get("updatedAt")),
             )
-        failed: dict[str, str] = {}
-        for error in answer.get("errors", []):
-            for value in (error.get("context") or {}).get("id", []):
-                failed[str(value)] = f"{error.get('category')}: {error.get('message')}"
-        return [_row_result(row[key], key, done, failed) for row in rows]
+        return [_row_result(row[key], key, done, _errors(answer)) for row in rows]
 
     def _record(self, kind: ObjectKind, modified: str, item: dict[str, Any]) -> Record:
         props = item.get("properties") or {}
@@ -278,6 +299,15 @@ def _row_result(
     if found is not None:
         return found
     return RowResult(key=text, outcome="failed", error=failed.get(text, "HubSpot gave no result"))
+
+
+def _errors(answer: dict[str, Any]) -> dict[str, str]:
+    """A 207's errors by the input id each names (``context.id``)."""
+    failed: dict[str, str] = {}
+    for error in answer.get("errors", []):
+        for value in (error.get("context") or {}).get("id", []):
+            failed[str(value)] = f"{error.get('category')}: {error.get('message')}"
+    return failed
 
 
 def _text(value: Any) -> str:

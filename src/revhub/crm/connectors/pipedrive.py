@@ -146,6 +146,20 @@ class Pipedrive:
         made: dict[str, str] = {}
         return [self._write_row(kind, row, mode, made) for row in rows]
 
+    def update_by_id(
+        self, kind: ObjectKind, rows: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[RowResult]:
+        """``PATCH /api/v2/{object}/{id}``, one record per call (Pipedrive has no batch)."""
+        obj = self.objects[kind]
+        results: list[RowResult] = []
+        for crm_id, fields in rows:
+            try:
+                item = self._call("PATCH", f"{API}/{obj}/{crm_id}", json=_body(fields)).json()
+                results.append(_written(crm_id, "updated", item["data"]))
+            except Refused as exc:
+                results.append(_failed(crm_id, str(exc)))
+        return results
+
     def changes(self, kind: ObjectKind, since: datetime, cursor: str | None = None) -> Changes:
         obj = self.objects[kind]
         place: dict[str, Any] = json.loads(cursor) if cursor else {"deleted": False}

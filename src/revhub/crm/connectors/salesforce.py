@@ -178,6 +178,23 @@ class Salesforce:
                 results += self._write_batch(kind, batch, mode)
         return results
 
+    def update_by_id(
+        self, kind: ObjectKind, rows: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[RowResult]:
+        """sObject Collections update (``PATCH composite/sobjects``) with record ids."""
+        obj = self.objects[kind]
+        results: list[RowResult] = []
+        for start in range(0, len(rows), BATCH_LIMIT):
+            batch = rows[start : start + BATCH_LIMIT]
+            records = [_sobject(obj, fields) | {"id": crm_id} for crm_id, fields in batch]
+            body = {"allOrNone": False, "records": records}
+            answer = self._call("PATCH", f"{self._data}/composite/sobjects", json=body).json()
+            results += [
+                _row_result(crm_id, result | {"id": crm_id}, False)
+                for (crm_id, _), result in zip(batch, answer, strict=True)
+            ]
+        return results
+
     def changes(self, kind: ObjectKind, since: datetime, cursor: str | None = None) -> Changes:
         headers = {"Sforce-Query-Options": f"batchSize={self.page_size}"}
         if cursor:
