@@ -544,7 +544,7 @@ def crm_test(name: Annotated[str, typer.Argument(help="The connection's name.")]
         box = crm_service.credentials_box(settings)
         try:
             check = crm_service.check_connection(
-                session, box, name=name, mappings=crm_service.mappings_for(settings)
+                session, box, name=name, mappings=crm_service.mappings_for(settings), db=db
             )
         except ConnectorError as exc:
             err.print(f"[red]{name}: the CRM did not answer the check:[/red] {exc}")
@@ -653,7 +653,7 @@ def crm_reconcile(name: Annotated[str, typer.Argument(help="The connection's nam
                 raise typer.Exit(1) from exc
             session.expunge(connection)
         box = crm_service.credentials_box(settings)
-        target = crm_service.open_target(connection, box, crm_service.mappings_for(settings))
+        target = crm_service.open_target(connection, box, crm_service.mappings_for(settings), db)
         try:
             with out.status(f"Reading {name} and comparing…"):
                 report = reconcile(db, pii_for(settings), target, trigger="cli")

@@ -53,7 +53,7 @@ def crm_target(
             credentials=credentials,
             base_url=url,
         )
-    return service.open_target(connection, box, service.mappings_for(settings))
+    return service.open_target(connection, box, service.mappings_for(settings), db)
 
 
 def hubspot_target(
@@ -151,3 +151,20 @@ def won_deal_of(client: TestClient, auth_headers: Headers, email: str) -> dict[s
     (deal,) = [d for d in deals if d["primary_contact_id"] == found["id"]]
     assert deal["is_closed_won"] and deal["stage"] == "Closed Won"
     return deal
+
+
+def webinar_attendee(client: TestClient, auth_headers: Headers, campaign: str) -> dict[str, str]:
+    """A new lead who attended the webinar campaign ``campaign`` (made here) three days ago."""
+    sales = auth_headers("sales")
+    body = {"key": campaign, "name": campaign.title(), "channel": "webinar"}
+    created(client.post(f"{SALES}/campaigns", json=body, headers=sales))
+    (person,) = capture(client, auth_headers, 1)
+    touch = {
+        "email": person["email"],
+        "campaign": campaign,
+        "channel": "webinar",
+        "kind": "webinar_attendance",
+        "occurred_at": (datetime.now(UTC) - timedelta(days=3)).isoformat(),
+    }
+    created(client.post(f"{SALES}/touchpoints", json=touch, headers=sales))
+    return person

@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from revhub.core.crypto import SecretBox
-from revhub.core.db import make_engine
+from revhub.core.db import Database, make_engine
 from revhub.core.errors import Conflict, InvalidInput
 from revhub.core.settings import Settings
 from revhub.crm import service
@@ -36,7 +36,7 @@ def box() -> SecretBox:
 
 
 def test_credentials_are_sealed_and_the_check_passes(
-    session: Session, box: SecretBox, hubspot: tuple[HubSpotState, str]
+    session: Session, box: SecretBox, db: Database, hubspot: tuple[HubSpotState, str]
 ) -> None:
     _state, url = hubspot
     service.add_connection(
@@ -44,12 +44,12 @@ def test_credentials_are_sealed_and_the_check_passes(
     )
     stored = session.scalar(select(CrmConnection.credentials_sealed))
     assert stored is not None and TOKEN not in stored
-    check = service.check_connection(session, box, name="hs", mappings=default_mappings())
+    check = service.check_connection(session, box, name="hs", mappings=default_mappings(), db=db)
     assert check.ok and check.report.authenticated
 
 
 def test_the_check_names_missing_fields_and_refused_credentials(
-    session: Session, box: SecretBox, hubspot: tuple[HubSpotState, str]
+    session: Session, box: SecretBox, db: Database, hubspot: tuple[HubSpotState, str]
 ) -> None:
     state, url = hubspot
     state.custom_properties["contacts"] = SEED_CONTACT_PROPERTIES - {"marketing_platform_id"}
@@ -59,9 +59,9 @@ def test_the_check_names_missing_fields_and_refused_credentials(
     service.add_connection(
         session, box, name="bad", crm="hubspot", credentials={"access_token": "x"}, base_url=url
     )
-    check = service.check_connection(session, box, name="hs", mappings=default_mappings())
+    check = service.check_connection(session, box, name="hs", mappings=default_mappings(), db=db)
     assert not check.ok and check.report.missing_fields == {"contact": ["marketing_platform_id"]}
-    refused = service.check_connection(session, box, name="bad", mappings=default_mappings())
+    refused = service.check_connection(session, box, name="bad", mappings=default_mappings(), db=db)
     assert not refused.ok and not refused.report.authenticated
 
 
@@ -122,7 +122,7 @@ def test_the_cli_adds_lists_and_tests_a_connection(
 
 
 def test_a_pipedrive_connection_takes_an_api_token_and_checks_custom_fields(
-    session: Session, box: SecretBox
+    session: Session, box: SecretBox, db: Database
 ) -> None:
     state = PipedriveState(
         custom_fields={"persons": dict(SEED_PERSON_FIELDS), "deals": dict(SEED_DEAL_FIELDS)}
@@ -136,10 +136,12 @@ def test_a_pipedrive_connection_takes_an_api_token_and_checks_custom_fields(
             credentials={"api_token": "api-token-1"},
             base_url=url,
         )
-        assert service.check_connection(session, box, name="pd", mappings=default_mappings()).ok
+        assert service.check_connection(
+            session, box, name="pd", mappings=default_mappings(), db=db
+        ).ok
         state.custom_fields["deals"] = {}
         missing = service.check_connection(
-            session, box, name="pd", mappings=default_mappings()
+            session, box, name="pd", mappings=default_mappings(), db=db
         ).report.missing_fields
     assert "custom_fields.marketing_platform_id" in missing["deal"]
     with pytest.raises(InvalidInput) as refused:
@@ -149,7 +151,7 @@ def test_a_pipedrive_connection_takes_an_api_token_and_checks_custom_fields(
 
 
 def test_a_salesforce_connection_logs_in_with_client_credentials(
-    session: Session, box: SecretBox
+    session: Session, box: SecretBox, db: Database
 ) -> None:
     state = SalesforceState(
         custom_fields={k: set(v) for k, v in SF_SEED_FIELDS.items()},
@@ -160,7 +162,9 @@ def test_a_salesforce_connection_logs_in_with_client_credentials(
         service.add_connection(
             session, box, name="sf", crm="salesforce", credentials=good, base_url=url
         )
-        assert service.check_connection(session, box, name="sf", mappings=default_mappings()).ok
+        assert service.check_connection(
+            session, box, name="sf", mappings=default_mappings(), db=db
+        ).ok
         service.add_connection(
             session,
             box,
@@ -170,7 +174,7 @@ def test_a_salesforce_connection_logs_in_with_client_credentials(
             base_url=url,
         )
         assert not service.check_connection(
-            session, box, name="sf-bad", mappings=default_mappings()
+            session, box, name="sf-bad", mappings=default_mappings(), db=db
         ).report.authenticated
     with pytest.raises(InvalidInput) as refused:
         service.add_connection(

@@ -4,7 +4,8 @@ conflict queue; our own writes read back change nothing."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -24,10 +25,11 @@ from tests.crm.factories import (
     hubspot_target,
     later,
     plant_amount_conflict,
+    webinar_attendee,
     won_deal_of,
 )
 from tests.crm.fakes.hubspot import HubSpotState
-from tests.sales.factories import CONTACTS, Headers, contact_by_email, created
+from tests.sales.factories import CONTACTS, SALES, Headers, contact_by_email, created
 
 
 def test_a_deal_won_in_hubspot_comes_back_and_makes_its_contact_a_customer(
@@ -153,3 +155,44 @@ def test_a_critical_field_changed_on_both_sides_waits_in_the_conflict_queue(
         select(OutboxEvent).where(OutboxEvent.event_type == "crm.conflict_detected")
     ).all()
     assert len(alerts) == 1 and alerts[0].payload["field"] == "amount"
+
+
+def test_a_deal_won_in_hubspot_shows_in_the_campaign_attribution(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    sales = auth_headers("sales")
+    person = webinar_attendee(client, auth_headers, "autumn-webinar")
+    period = {
+        "from": (datetime.now(UTC) - timedelta(days=30)).isoformat(),
+        "to": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+        "model": "linear",
+    }
+
+    def revenue() -> dict[str, Decimal]:
+        report = created(client.get(f"{SALES}/attribution", params=period, headers=sales), 200)
+        return {i["campaign_key"]: Decimal(i["attributed_revenue"]) for i in report["items"]}
+
+    assert sum(revenue().values()) == 0
+    target = hubspot_target(db, settings, url)
+    pii = pii_for(settings)
+    push_contacts(db, pii, target, trigger="manual")
+    state.put(
+        "deals",
+        {
+            "dealname": "Autumn deal",
+            "amount": "1200",
+            "dealstage": "closedwon",
+            "closedate": datetime.now(UTC).isoformat(),
+            "marketing_platform_lead_id": person["lead_id"],
+        },
+        at=later(),
+    )
+    assert pull(db, pii, target, "deal", trigger="manual").counts == {"created": 1}
+    after = revenue()
+    assert after["autumn-webinar"] > 0, "the webinar touch shares the won deal's credit"
+    assert sum(after.values()) == Decimal("1200.00")

@@ -25,12 +25,12 @@ from revhub.crm.reconcile import reconcile
 from revhub.crm.sync import SyncWorker, request_sync, sync_connection
 from revhub.worker import consumer_registry, job_registry
 from tests.crm.conftest import HUBSPOT_TOKEN
-from tests.crm.factories import capture, hubspot_target, later, no_wait
+from tests.crm.factories import capture, hubspot_target, later, no_wait, webinar_attendee
 from tests.crm.fakes.hubspot import HubSpotState, build_app
 from tests.crm.fakes.server import serve
 from tests.crm.test_hubspot import SEED_CONTACT_PROPERTIES, SEED_DEAL_PROPERTIES
 from tests.eventing import deliver_all
-from tests.sales.factories import SALES, Headers, created
+from tests.sales.factories import Headers
 
 
 def worker(db: Database, settings: Settings) -> SyncWorker:
@@ -183,18 +183,7 @@ def test_a_pulled_deal_gets_the_hub_id_and_its_attribution_primary_campaign_writ
     hubspot: tuple[HubSpotState, str],
 ) -> None:
     state, url = hubspot
-    sales = auth_headers("sales")
-    campaign = {"key": "spring-webinar", "name": "Spring webinar", "channel": "webinar"}
-    created(client.post(f"{SALES}/campaigns", json=campaign, headers=sales))
-    (person,) = capture(client, auth_headers, 1)
-    touch = {
-        "email": person["email"],
-        "campaign": "spring-webinar",
-        "channel": "webinar",
-        "kind": "webinar_attendance",
-        "occurred_at": (datetime.now(UTC) - timedelta(days=3)).isoformat(),
-    }
-    created(client.post(f"{SALES}/touchpoints", json=touch, headers=sales))
+    person = webinar_attendee(client, auth_headers, "spring-webinar")
     target = hubspot_target(db, settings, url)
     deal = state.put(
         "deals",

@@ -6,6 +6,7 @@ edited in Pipedrive flows back field by field."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -15,12 +16,14 @@ from sqlalchemy.orm import Session
 from revhub.contacts.pii import pii_for
 from revhub.core.db import Database
 from revhub.core.settings import Settings
-from revhub.crm.models import FailedRow, FieldDecision
+from revhub.crm import service
+from revhub.crm.models import CrmConnection, FailedRow, FieldDecision
 from revhub.crm.pull import pull
 from revhub.crm.push import MAX_PAUSES, push_contacts
 from revhub.crm.service import Target
 from tests.crm.factories import (
     LEADS,
+    OAUTH,
     capture,
     later,
     no_wait,
@@ -283,3 +286,36 @@ def test_the_hub_wins_a_person_field_it_changed_after_pipedrive_and_patches_it_a
     assert person_of(state, person["email"])["first_name"] == "Newest"
     (patch,) = [w for w in state.written if w["method"] == "PATCH"]
     assert "emails" not in patch["body"], "the key matched already: the addresses are kept"
+
+
+def test_a_refreshed_oauth_token_is_stored_so_the_next_run_starts_from_it(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    session: Session,
+    pipedrive: tuple[PipedriveState, str],
+) -> None:
+    state, url = pipedrive
+    state.api_token, state.rotate_refresh_tokens = None, True
+    capture(client, auth_headers, 2)
+    target = pipedrive_target(db, settings, url, pipedrive_oauth(url))
+    state.expire_access_token()
+    assert push_contacts(db, pii_for(settings), target, trigger="manual").counts == {"created": 2}
+    stored = session.get_one(CrmConnection, target.connection_id)
+    session.refresh(stored)
+    sealed = json.loads(service.credentials_box(settings).open(stored.credentials_sealed))
+    assert (sealed["access_token"], sealed["refresh_token"]) == (
+        state.access_token,
+        state.refresh_token,
+    )
+    assert state.refresh_token != OAUTH["refresh_token"], "the fake rotated it"
+    state.expire_access_token()
+    capture(client, auth_headers, 1)
+    again = service.open_target(
+        stored, service.credentials_box(settings), service.mappings_for(settings), db
+    )
+    assert push_contacts(db, pii_for(settings), again, trigger="manual").counts == {"created": 1}
+    assert state.calls.count(TOKEN) == 2, (
+        "each run refreshed once, the second with the rotated token"
+    )

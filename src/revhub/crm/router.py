@@ -83,7 +83,8 @@ def check_connection(name: str, session: DbSession, request: Request) -> s.Conne
     session.commit()
     box = service.credentials_box(hub_of(request).settings)
     try:
-        check = service.check(connection, box, service.mappings_for(hub_of(request).settings))
+        mappings = service.mappings_for(hub_of(request).settings)
+        check = service.check(connection, box, mappings, hub_of(request).db)
     except ConnectorError as exc:
         raise _unavailable(exc) from exc
     return s.ConnectionCheck(
@@ -221,7 +222,9 @@ def run_reconciliation(name: str, session: DbSession, request: Request) -> s.Rec
     session.commit()
     settings = hub_of(request).settings
     box = service.credentials_box(settings)
-    target = service.open_target(connection, box, service.mappings_for(settings))
+    target = service.open_target(
+        connection, box, service.mappings_for(settings), hub_of(request).db
+    )
     try:
         report = reconcile.reconcile(hub_of(request).db, pii_for(settings), target, trigger="api")
     except ConnectorError as exc:

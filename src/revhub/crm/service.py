@@ -18,9 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from revhub.core.crypto import SecretBox
+from revhub.core.db import Database
 from revhub.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from revhub.core.settings import Settings
-from revhub.crm.connectors.base import CheckReport, Connector, ObjectKind
+from revhub.crm.connectors.base import CheckReport, Connector, ObjectKind, TokenSink
 from revhub.crm.connectors.hubspot import HubSpot, HubSpotAuth
 from revhub.crm.connectors.pipedrive import Pipedrive, PipedriveAuth
 from revhub.crm.connectors.salesforce import Salesforce, SalesforceAuth
@@ -102,9 +103,29 @@ def list_connections(session: Session) -> Sequence[CrmConnection]:
     return session.scalars(select(CrmConnection).order_by(CrmConnection.name)).all()
 
 
-def connector_for(connection: CrmConnection, box: SecretBox, mapping: CrmMap) -> Connector:
+def keep_tokens(db: Database, box: SecretBox, connection_id: uuid.UUID) -> TokenSink:
+    """Re-seal the connection's credentials with what a token refresh gave, at once and in
+    a transaction of its own: Pipedrive replaces the refresh token on every refresh, so a
+    token kept only in memory would leave the next run with a dead one. A new
+    ``api_domain`` becomes the connection's API address."""
+
+    def keep(tokens: dict[str, str]) -> None:
+        fresh = {k: v for k, v in tokens.items() if k != "api_domain" and v}
+        with db.transaction() as session:
+            connection = session.get_one(CrmConnection, connection_id)
+            stored = json.loads(box.open(connection.credentials_sealed))
+            connection.credentials_sealed = box.seal(json.dumps(stored | fresh, sort_keys=True))
+            if tokens.get("api_domain"):
+                connection.settings = {**connection.settings, "base_url": tokens["api_domain"]}
+
+    return keep
+
+
+def connector_for(
+    connection: CrmConnection, box: SecretBox, mapping: CrmMap, db: Database
+) -> Connector:
     """The vendor's connector, keyed by the mapping's sync keys, with the credentials
-    opened only for as long as the connector lives."""
+    opened only for as long as the connector lives (refreshed tokens are kept)."""
     credentials: dict[str, Any] = json.loads(box.open(connection.credentials_sealed))
     keys: dict[ObjectKind, str] = {
         "contact": mapping.contact.fields[mapping.contact.key].crm,
@@ -116,10 +137,13 @@ def connector_for(connection: CrmConnection, box: SecretBox, mapping: CrmMap) ->
     }
     base_url = connection.settings.get("base_url")
     extra = {"base_url": base_url} if base_url else {}
+    kept = keep_tokens(db, box, connection.id)
     if connection.crm == "hubspot":
-        return HubSpot(auth=HubSpotAuth(**credentials), keys=keys, objects=objects, **extra)
+        hubspot = HubSpotAuth(**credentials)
+        return HubSpot(auth=hubspot, keys=keys, objects=objects, on_tokens=kept, **extra)
     if connection.crm == "pipedrive":
-        return Pipedrive(auth=PipedriveAuth(**credentials), keys=keys, objects=objects, **extra)
+        pipedrive = PipedriveAuth(**credentials)
+        return Pipedrive(auth=pipedrive, keys=keys, objects=objects, on_tokens=kept, **extra)
     if connection.crm == "salesforce":
         login = {"login_url": base_url} if base_url else {}
         fields: dict[ObjectKind, list[str]] = {
@@ -132,16 +156,18 @@ def connector_for(connection: CrmConnection, box: SecretBox, mapping: CrmMap) ->
     raise InvalidInput([FieldError("crm", message)])
 
 
-def check_connection(session: Session, box: SecretBox, *, name: str, mappings: Mappings) -> Check:
+def check_connection(
+    session: Session, box: SecretBox, *, name: str, mappings: Mappings, db: Database
+) -> Check:
     """Authenticate and confirm every field the mapping names exists on the CRM objects."""
-    return check(get_connection(session, name=name), box, mappings)
+    return check(get_connection(session, name=name), box, mappings, db)
 
 
-def check(connection: CrmConnection, box: SecretBox, mappings: Mappings) -> Check:
+def check(connection: CrmConnection, box: SecretBox, mappings: Mappings, db: Database) -> Check:
     """:func:`check_connection` for a connection already read (no session is needed while
     the CRM answers)."""
     mapping = mappings.of(connection.crm)
-    connector = connector_for(connection, box, mapping)
+    connector = connector_for(connection, box, mapping, db)
     fields: dict[ObjectKind, Sequence[str]] = {
         "contact": [f.crm for f in mapping.contact.fields.values()],
         "deal": [f.crm for f in mapping.deal.fields.values()],
@@ -198,7 +224,9 @@ class Target:
             close()
 
 
-def open_target(connection: CrmConnection, box: SecretBox, mappings: Mappings) -> Target:
+def open_target(
+    connection: CrmConnection, box: SecretBox, mappings: Mappings, db: Database
+) -> Target:
     chosen = mappings
     mapping = chosen.of(connection.crm)
     return Target(
@@ -207,6 +235,6 @@ def open_target(connection: CrmConnection, box: SecretBox, mappings: Mappings) -
         crm=connection.crm,
         mapping=mapping,
         critical=chosen.critical,
-        connector=connector_for(connection, box, mapping),
+        connector=connector_for(connection, box, mapping, db),
         currency=connection.settings.get("currency", "USD"),
     )

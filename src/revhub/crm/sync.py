@@ -66,7 +66,7 @@ def sync_connection(
     return _sync(
         db,
         pii,
-        open_target(connection, box, mappings),
+        open_target(connection, box, mappings, db),
         full=full,
         trigger=trigger,
         sleep=sleep,
@@ -204,7 +204,7 @@ class SyncWorker:
         if wanted is None:
             return False
         full, trigger, requested_at = wanted
-        target = open_target(connection, self.box, self.mappings)
+        target = open_target(connection, self.box, self.mappings, self.db)
         runs = _sync(self.db, self.pii, target, full=full, trigger=trigger, sleep=self.sleep)
         with self.db.transaction() as session:
             session.execute(
@@ -231,7 +231,7 @@ class SyncWorker:
             return
         contacts = [hub_id for hub_id, kind in queued if kind == "contact"]
         deals = [hub_id for hub_id, kind in queued if kind == "deal"]
-        target = open_target(connection, self.box, self.mappings)
+        target = open_target(connection, self.box, self.mappings, self.db)
         try:
             runs = []
             if contacts:

@@ -97,6 +97,8 @@ class PipedriveState:
     api_token: str | None = "api-token-1"
     access_token: str = "access-1"
     refresh_token: str = "refresh-1"
+    rotate_refresh_tokens: bool = False
+    """Issue a new refresh token with every refresh; the one used stops working."""
     client_id: str = "client"
     client_secret: str = "secret"
     expired_tokens: set[str] = field(default_factory=set)
@@ -286,6 +288,8 @@ def build_app(state: PipedriveState) -> FastAPI:
         with state.lock:
             number = int(state.access_token.rsplit("-", 1)[1]) + 1
             state.access_token = f"access-{number}"
+            if state.rotate_refresh_tokens:
+                state.refresh_token = f"refresh-{number}"
         body = {
             "access_token": state.access_token,
             "token_type": "Bearer",

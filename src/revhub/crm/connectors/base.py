@@ -17,6 +17,9 @@ from typing import Any, Literal, Protocol
 ObjectKind = Literal["contact", "deal"]
 Outcome = Literal["created", "updated", "unchanged", "deleted", "failed"]
 WriteMode = Literal["upsert", "update_only", "create_only"]
+TokenSink = Callable[[dict[str, str]], None]
+"""Keeps what a token refresh gave (``access_token``, a rotated ``refresh_token``, a new
+``api_domain``) with the stored credentials, so the next run starts from them."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from revhub.crm.connectors.base import (
     RateLimited,
     Record,
     RowResult,
+    TokenSink,
     Unauthorized,
     Unavailable,
     WriteMode,
@@ -84,8 +85,10 @@ class HubSpot:
         page_size: int = PAGE_SIZE,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        on_tokens: TokenSink | None = None,
     ) -> None:
         self.auth = auth
+        self._on_tokens = on_tokens
         self.keys = keys
         self.objects = objects or {"contact": "contacts", "deal": "deals"}
         self.page_size = page_size
@@ -253,7 +256,13 @@ class HubSpot:
                 f"HubSpot refused the refresh token ({response.status_code}): "
                 f"{response.text[:200]}; reconnect the app and store new credentials"
             )
-        self._token = response.json()["access_token"]
+        answer = response.json()
+        self._token = answer["access_token"]
+        if self._on_tokens is not None:
+            kept = {"access_token": self._token}
+            if answer.get("refresh_token"):
+                kept["refresh_token"] = answer["refresh_token"]
+            self._on_tokens(kept)
 
 
 def _checked(response: httpx.Response) -> httpx.Response:

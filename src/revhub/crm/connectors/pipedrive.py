@@ -49,6 +49,7 @@ from revhub.crm.connectors.base import (
     RateLimited,
     Record,
     RowResult,
+    TokenSink,
     Unauthorized,
     Unavailable,
     WriteMode,
@@ -116,6 +117,7 @@ class Pipedrive:
         page_size: int = PAGE_SIZE,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        on_tokens: TokenSink | None = None,
     ) -> None:
         if not (auth.api_token or auth.access_token):
             raise ValueError("Pipedrive needs an API token or an OAuth access token")
@@ -127,6 +129,7 @@ class Pipedrive:
         self.page_size = min(page_size, PAGE_SIZE)
         self._token = auth.access_token
         self._refresh_token = auth.refresh_token
+        self._on_tokens = on_tokens
         self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
 
     def close(self) -> None:
@@ -300,6 +303,11 @@ class Pipedrive:
         self._refresh_token = answer.get("refresh_token") or self._refresh_token
         if answer.get("api_domain"):
             self._http.base_url = httpx.URL(answer["api_domain"])
+        if self._on_tokens is not None:
+            kept = {"access_token": self._token, "refresh_token": self._refresh_token or ""}
+            if answer.get("api_domain"):
+                kept["api_domain"] = str(answer["api_domain"])
+            self._on_tokens(kept)
 
 
 def _checked(response: httpx.Response) -> httpx.Response:
