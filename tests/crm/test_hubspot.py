@@ -211,3 +211,15 @@ def test_delete_archives(state: HubSpotState, base_url: str) -> None:
     assert [r.key for r in pages(hubspot, "contact", datetime(2000, 1, 1, tzinfo=UTC))] == [
         "person2@acme.example"
     ]
+
+
+def test_an_owner_id_is_read_as_its_owners_email_once(state: HubSpotState, base_url: str) -> None:
+    state.owners = {"501": "rita@revhub.example"}
+    connector = _connector(base_url)
+    assert connector.user_email("501") == "rita@revhub.example"
+    assert connector.user_email("501") == "rita@revhub.example"
+    assert connector.user_email("999") is None, "an owner HubSpot does not know"
+    assert [c for c in state.calls if "/owners/" in c[1]] == [
+        ("GET", "/crm/v3/owners/501"),
+        ("GET", "/crm/v3/owners/999"),
+    ]

@@ -304,3 +304,15 @@ def test_delete_removes_by_id_and_an_already_gone_record_counts_as_deleted(
     assert [r.key for r in pages(pipedrive, "contact", datetime(2000, 1, 1, tzinfo=UTC))] == [
         "person2@acme.example"
     ]
+
+
+def test_an_owner_id_is_read_as_its_users_email_once(state: PipedriveState, base_url: str) -> None:
+    state.users = {7: "rita@revhub.example"}
+    connector = _connector(base_url)
+    assert connector.user_email("7") == "rita@revhub.example"
+    assert connector.user_email("7") == "rita@revhub.example"
+    assert connector.user_email("8") is None, "a user Pipedrive does not know"
+    assert [c for c in state.calls if "/users/" in c[1]] == [
+        ("GET", "/api/v1/users/7"),
+        ("GET", "/api/v1/users/8"),
+    ]

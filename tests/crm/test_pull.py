@@ -4,6 +4,7 @@ conflict queue; our own writes read back change nothing."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -18,6 +19,7 @@ from revhub.core.settings import Settings
 from revhub.crm.models import Conflict, FieldDecision, SyncRun
 from revhub.crm.pull import pull
 from revhub.crm.push import push_contacts
+from revhub.sales.models import Lead
 from tests.crm.factories import (
     LEADS,
     OPPS,
@@ -196,3 +198,28 @@ def test_a_deal_won_in_hubspot_shows_in_the_campaign_attribution(
     after = revenue()
     assert after["autumn-webinar"] > 0, "the webinar touch shares the won deal's credit"
     assert sum(after.values()) == Decimal("1200.00")
+
+
+def test_a_contact_given_an_owner_in_hubspot_moves_to_that_rep(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    session: Session,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    sales = auth_headers("sales")
+    rep = {"name": "Rita Rep", "email": "rita@revhub.example"}
+    rita = created(client.post(f"{SALES}/reps", json=rep, headers=sales))
+    (person,) = capture(client, auth_headers, 1)
+    target = hubspot_target(db, settings, url)
+    pii = pii_for(settings)
+    push_contacts(db, pii, target, trigger="manual")
+    stored = state.find("contacts", "email", person["email"])
+    assert stored is not None
+    state.owners = {"501": "rita@revhub.example"}
+    state.edit("contacts", stored["id"], {"hubspot_owner_id": "501"}, at=later())
+    assert pull(db, pii, target, "contact", trigger="manual").counts == {"updated": 1}
+    owner = session.scalar(select(Lead.owner_rep_id).where(Lead.id == uuid.UUID(person["lead_id"])))
+    assert str(owner) == rita["id"]

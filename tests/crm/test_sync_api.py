@@ -11,15 +11,18 @@ from fastapi.testclient import TestClient
 
 from revhub.contacts.pii import pii_for
 from revhub.core.db import Database
+from revhub.core.events.bus import Bus
 from revhub.core.settings import Settings
 from revhub.crm import service
 from revhub.crm.jobs import sync_chore
 from revhub.crm.mappings import default_mappings
 from revhub.crm.push import push_contacts
+from revhub.sales.jobs import alerts_consumer
 from tests.crm.conftest import HUBSPOT_TOKEN
 from tests.crm.factories import OPPS, capture, hubspot_target, no_wait, plant_amount_conflict
 from tests.crm.fakes.hubspot import HubSpotState
-from tests.sales.factories import Headers
+from tests.eventing import deliver_all
+from tests.sales.factories import SALES, Headers
 
 CRM = "/api/v1/crm"
 
@@ -129,17 +132,23 @@ def test_a_crm_down_for_the_run_fills_the_failed_row_index_shown_with_the_vendor
     assert len(state.written) == 2
 
 
-def test_a_conflict_is_listed_and_settled_by_an_administrator(
+def test_a_conflict_alerts_sales_and_is_listed_and_settled_by_an_administrator(
     client: TestClient,
     auth_headers: Headers,
     db: Database,
     settings: Settings,
+    bus: Bus,
     hubspot: tuple[HubSpotState, str],
 ) -> None:
     state, url = hubspot
     _, opp_id = plant_amount_conflict(client, auth_headers, db, settings, state, url)
     admin = auth_headers("admin")
     (conflict,) = client.get(f"{CRM}/conflicts", headers=admin).json()
+    assert deliver_all(bus, alerts_consumer()) >= 1
+    notes = client.get(f"{SALES}/notifications", headers=auth_headers("sales")).json()["items"]
+    (alert,) = [n for n in notes if n["kind"] == "crm_conflict"]
+    assert f"/crm/conflicts/{conflict['id']}/resolve" in alert["message"]
+    assert "'1500'" in alert["message"] and "'2000'" in alert["message"]
     assert (conflict["field"], conflict["hub_value"], conflict["crm_value"]) == (
         "amount",
         "1500",

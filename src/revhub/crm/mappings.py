@@ -70,6 +70,9 @@ class FieldType(StrEnum):
     DATE = "date"
     DATETIME = "datetime"
     EMAIL_LIST = "email_list"
+    OWNER = "owner"
+    """A CRM user id (HubSpot ``hubspot_owner_id``, Pipedrive ``owner_id``), read as that
+    user's e-mail: the hub knows its reps by e-mail."""
 
 
 class _Strict(BaseModel):

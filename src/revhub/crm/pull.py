@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -33,7 +34,7 @@ from revhub.core.db import Database, utcnow
 from revhub.core.errors import RevHubError
 from revhub.core.events import outbox
 from revhub.crm.connectors.base import Changes, ConnectorError, ObjectKind, RateLimited, Record
-from revhub.crm.mappings import Mappings
+from revhub.crm.mappings import FieldType, Mappings
 from revhub.crm.merge import TOPIC, Merged, Side, close_conflict, get_conflict, merge_record
 from revhub.crm.models import Conflict, CrmConnection, CrmLink, PendingPush, SyncCursor, SyncRun
 from revhub.crm.push import MAX_PAUSES, Progress, Sleep
@@ -43,6 +44,8 @@ from revhub.crm.service import Target
 from revhub.sales import opportunities
 from revhub.sales import schemas as sales_schemas
 from revhub.sales.models import Lead, Opportunity, SalesRep
+
+T = TypeVar("T")
 
 BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)
 CLOSED_STAGES = {"Closed Won", "Closed Lost"}
@@ -97,15 +100,46 @@ def pull(
 def changes_page(
     target: Target, log: RunLog, kind: ObjectKind, since: datetime, place: str | None, sleep: Sleep
 ) -> Changes:
-    """One page of changes; a rate limit is waited out (up to ``MAX_PAUSES`` times) and the
-    same page asked for again."""
+    """One page of changes, its owner ids read as e-mails."""
+    page = patiently(log, sleep, lambda: target.connector.changes(kind, since, place))
+    return Changes(_with_owners(target, kind, page.records, log, sleep), page.cursor)
+
+
+def patiently(log: RunLog, sleep: Sleep, call: Callable[[], T]) -> T:
+    """``call()``, a rate limit waited out (up to ``MAX_PAUSES`` times) and the same call
+    made again."""
     for _ in range(MAX_PAUSES):
         try:
-            return target.connector.changes(kind, since, place)
+            return call()
         except RateLimited as exc:
             log.paused_seconds += exc.retry_after
             sleep(exc.retry_after)
-    return target.connector.changes(kind, since, place)
+    return call()
+
+
+def _with_owners(
+    target: Target, kind: ObjectKind, records: list[Record], log: RunLog, sleep: Sleep
+) -> list[Record]:
+    """Owner fields (type ``owner``) hold a CRM user id and the hub knows reps by e-mail:
+    each id is read as its user's e-mail (the connector asks once per user), before the
+    page's transaction opens."""
+    owned = [
+        m.crm for m in getattr(target.mapping, kind).fields.values() if m.type is FieldType.OWNER
+    ]
+    if not owned:
+        return records
+
+    def email_of(user: str) -> str | None:
+        return patiently(log, sleep, lambda: target.connector.user_email(user))
+
+    read: list[Record] = []
+    for record in records:
+        fields = dict(record.fields)
+        for name in owned:
+            if fields.get(name) not in (None, ""):
+                fields[name] = email_of(str(fields[name]))
+        read.append(replace(record, fields=fields))
+    return read
 
 
 def _apply_page(

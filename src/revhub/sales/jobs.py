@@ -1,9 +1,10 @@
 """The sales domain's consumer and batch job.
 
 * ``alert-system`` consumer: ``lead.mql_reached`` becomes a sales notification for the
-  lead's owner (seed 004: "MQL Alert → SDR Assignment (5 minutes)"), stored for the
-  notifications API and published as ``sales.notification`` on ``platform`` so a webhook
-  can carry it to Slack or e-mail.
+  lead's owner (seed 004: "MQL Alert → SDR Assignment (5 minutes)"), and so does
+  ``crm.conflict_detected`` (a critical field both sides changed: seed 000/003 "manual
+  escalation"), stored for the notifications API and published as ``sales.notification``
+  on ``platform`` so a webhook can carry it to Slack or e-mail.
 * ``lead_score_decay`` job (daily 01:00 UTC): behavioural points halve every half-life
   whether or not anything happens, so stored scores are recomputed daily.
 """
@@ -11,6 +12,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,7 +26,7 @@ from revhub.core.events.consumers import Consumer
 from revhub.core.events.envelope import TOPICS, Event
 from revhub.core.jobs.registry import Job, JobContext, JobRegistry
 from revhub.sales import qualification
-from revhub.sales.models import Lead, LeadScore, SalesNotification, SalesRep
+from revhub.sales.models import Lead, LeadScore, Opportunity, SalesNotification, SalesRep
 
 ALERTS = "alert-system"
 DECAY_JOB = "lead_score_decay"
@@ -31,24 +34,23 @@ DECAY_BATCH = 500
 
 
 def notify_sales(session: Session, event: Event) -> SalesNotification | None:
-    """Turn an MQL event into a notification for the owner (or the queue)."""
-    if event.event_type != "lead.mql_reached":
+    """Turn an alert-worthy event into a notification for the lead's owner (or the queue):
+    a new MQL, or a CRM conflict on a critical field waiting for a person. Once per event."""
+    about = _about(session, event)
+    if about is None:
         return None
     if session.scalar(
         select(SalesNotification).where(SalesNotification.event_id == event.event_id)
     ):
         return None
-    contact = contacts.get(session, contact_id=uuid.UUID(str(event.payload["contact_id"])))
+    kind, contact_id, say = about
+    contact = contacts.get(session, contact_id=contact_id)
     lead = session.scalar(select(Lead).where(Lead.contact_id == contact.id))
     rep = session.get(SalesRep, lead.owner_rep_id) if lead and lead.owner_rep_id else None
-    who = f"{rep.name}" if rep else "the fallback queue"
-    message = (
-        f"New MQL at {contact.company or 'an unknown company'} "
-        f"(score {event.payload.get('score')}): for {who} — follow up within 5 minutes."
-    )
+    message = say(contact, f"{rep.name}" if rep else "the fallback queue")
     notification = SalesNotification(
         event_id=event.event_id,
-        kind="mql",
+        kind=kind,
         contact_id=contact.id,
         rep_id=rep.id if rep else None,
         message=message,
@@ -62,7 +64,7 @@ def notify_sales(session: Session, event: Event) -> SalesNotification | None:
         tenant_id=event.tenant_id,
         payload={
             "notification_id": str(notification.id),
-            "kind": "mql",
+            "kind": kind,
             "contact_id": str(contact.id),
             "rep_id": str(rep.id) if rep else None,
             "rep_email": rep.email if rep else None,
@@ -70,6 +72,47 @@ def notify_sales(session: Session, event: Event) -> SalesNotification | None:
         },
     )
     return notification
+
+
+Say = Callable[[Contact, str], str]
+
+
+def _about(session: Session, event: Event) -> tuple[str, uuid.UUID, Say] | None:
+    """The notification an event calls for: its kind, the contact and its message."""
+    payload = event.payload
+    if event.event_type == "lead.mql_reached":
+        return (
+            "mql",
+            uuid.UUID(str(payload["contact_id"])),
+            lambda contact, who: (
+                f"New MQL at {contact.company or 'an unknown company'} "
+                f"(score {payload.get('score')}): for {who} — follow up within 5 minutes."
+            ),
+        )
+    if event.event_type == "crm.conflict_detected":
+        contact_id = _conflict_contact(session, payload)
+        if contact_id is None:
+            return None
+        return (
+            "crm_conflict",
+            contact_id,
+            lambda contact, who: (
+                f"{payload.get('connection')} and the hub disagree on the {payload.get('kind')} "
+                f"field {payload.get('field')} of {contact.company or 'a contact'} (hub "
+                f"{payload.get('hub_value')!r}, CRM {payload.get('crm_value')!r}): for {who} — "
+                f"choose a side at POST /api/v1/crm/conflicts/{payload.get('conflict_id')}/resolve."
+            ),
+        )
+    return None
+
+
+def _conflict_contact(session: Session, payload: dict[str, Any]) -> uuid.UUID | None:
+    """The contact a conflict concerns: itself, or a deal's primary contact."""
+    hub_id = uuid.UUID(str(payload["hub_id"]))
+    if payload.get("kind") == "contact":
+        return hub_id
+    deal = session.get(Opportunity, hub_id)
+    return deal.primary_contact_id if deal else None
 
 
 def alerts_consumer() -> Consumer:

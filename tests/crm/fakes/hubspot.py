@@ -81,6 +81,8 @@ class HubSpotState:
     down: bool = False
     calls: list[tuple[str, str]] = field(default_factory=list)
     written: list[dict[str, Any]] = field(default_factory=list)
+    owners: dict[str, str] = field(default_factory=dict)
+    """The account's users who can own records: owner id -> e-mail (CRM Owners API)."""
     clock: datetime | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     _serial: int = 0
@@ -253,6 +255,21 @@ def build_app(state: HubSpotState) -> FastAPI:
             "refresh_token": state.refresh_token,
             "expires_in": 1800,
             "token_type": "bearer",
+        }
+        return JSONResponse(body)
+
+    @app.get("/crm/v3/owners/{owner_id}")
+    def owner(owner_id: str) -> Response:
+        email = state.owners.get(owner_id)
+        if email is None:
+            return _error(404, "OBJECT_NOT_FOUND", f"No owner with id {owner_id}")
+        body = {
+            "id": owner_id,
+            "email": email,
+            "firstName": email.split("@")[0].title(),
+            "lastName": "",
+            "userId": int(owner_id),
+            "archived": False,
         }
         return JSONResponse(body)
 

@@ -102,6 +102,8 @@ class PipedriveState:
     client_id: str = "client"
     client_secret: str = "secret"
     expired_tokens: set[str] = field(default_factory=set)
+    users: dict[int, str] = field(default_factory=dict)
+    """The company's users (record owners): user id -> e-mail (``GET /api/v1/users/{id}``)."""
     rate_limited_calls: int = 0
     rate_limit_reset: int = 2
     down: bool = False
@@ -299,6 +301,15 @@ def build_app(state: PipedriveState) -> FastAPI:
             "api_domain": str(request.base_url).rstrip("/"),
         }
         return JSONResponse(body)
+
+    @app.get("/api/v1/users/{user_id}")
+    def user(user_id: int) -> Response:
+        email = state.users.get(user_id)
+        if email is None:
+            return _error(404, "User not found")
+        name = email.split("@")[0].title()
+        data = {"id": user_id, "name": name, "email": email, "active_flag": True}
+        return JSONResponse({"success": True, "data": data})
 
     @app.get(API + "/{name}")
     def list_records_or_fields(name: str, request: Request) -> Response:

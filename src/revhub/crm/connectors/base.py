@@ -81,6 +81,21 @@ class Unauthorized(ConnectorError):
     retryable = False
 
 
+def user_lookup(
+    cache: dict[str, str | None], user_id: str, fetch: Callable[[str], str | None]
+) -> str | None:
+    """``fetch(user_id)`` once per user for a connector's life; a user the CRM refuses to
+    show (not found, or no longer visible) is None rather than a failed run."""
+    if user_id not in cache:
+        try:
+            cache[user_id] = fetch(user_id)
+        except ConnectorError as exc:
+            if exc.retryable or isinstance(exc, Unauthorized):
+                raise
+            cache[user_id] = None
+    return cache[user_id]
+
+
 @dataclass(frozen=True)
 class CheckReport:
     """``revhub crm test NAME``: do the credentials work, do the mapped fields exist."""
@@ -117,6 +132,11 @@ class Connector(Protocol):
 
     def changes(self, kind: ObjectKind, since: datetime, cursor: str | None = None) -> Changes:
         """Records modified at or after ``since``, one page at a time."""
+        ...
+
+    def user_email(self, user_id: str) -> str | None:
+        """The e-mail of the CRM user with ``user_id`` (a record's owner, which HubSpot and
+        Pipedrive give as a numeric id); None for a user the CRM does not know."""
         ...
 
     def delete(self, kind: ObjectKind, crm_ids: Sequence[str]) -> list[RowResult]:

@@ -40,6 +40,7 @@ from revhub.crm.connectors.base import (
     WriteMode,
     field_report,
     seconds_in,
+    user_lookup,
     vendor_time,
 )
 
@@ -91,6 +92,7 @@ class HubSpot:
         self._on_tokens = on_tokens
         self.keys = keys
         self.objects = objects or {"contact": "contacts", "deal": "deals"}
+        self._users: dict[str, str | None] = {}
         self.page_size = page_size
         self._token = auth.access_token
         self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
@@ -135,6 +137,14 @@ class HubSpot:
             }
             results += [_row_result(crm_id, "id", done, _errors(answer)) for crm_id, _ in batch]
         return results
+
+    def user_email(self, user_id: str) -> str | None:
+        """The CRM Owners API: ``GET /crm/v3/owners/{id}``."""
+        return user_lookup(
+            self._users,
+            user_id,
+            lambda owner: self._call("GET", f"/crm/v3/owners/{owner}").json().get("email"),
+        )
 
     def changes(self, kind: ObjectKind, since: datetime, cursor: str | None = None) -> Changes:
         obj = self.objects[kind]

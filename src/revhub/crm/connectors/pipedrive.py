@@ -55,6 +55,7 @@ from revhub.crm.connectors.base import (
     WriteMode,
     field_report,
     seconds_in,
+    user_lookup,
     vendor_time,
 )
 
@@ -126,6 +127,7 @@ class Pipedrive:
         self.auth = auth
         self.keys = keys
         self.objects = objects or {"contact": "persons", "deal": "deals"}
+        self._users: dict[str, str | None] = {}
         self.page_size = min(page_size, PAGE_SIZE)
         self._token = auth.access_token
         self._refresh_token = auth.refresh_token
@@ -162,6 +164,16 @@ class Pipedrive:
             except Refused as exc:
                 results.append(_failed(crm_id, str(exc)))
         return results
+
+    def user_email(self, user_id: str) -> str | None:
+        """``GET /api/v1/users/{id}`` (users have no v2 endpoint)."""
+        return user_lookup(
+            self._users,
+            user_id,
+            lambda user: (self._call("GET", f"/api/v1/users/{user}").json()["data"] or {}).get(
+                "email"
+            ),
+        )
 
     def changes(self, kind: ObjectKind, since: datetime, cursor: str | None = None) -> Changes:
         obj = self.objects[kind]

@@ -50,6 +50,7 @@ from revhub.crm.connectors.base import (
     Unavailable,
     WriteMode,
     field_report,
+    user_lookup,
     vendor_time,
 )
 
@@ -135,6 +136,7 @@ class Salesforce:
         self.auth = auth
         self.keys = keys
         self.objects = objects or {"contact": "Lead", "deal": "Opportunity"}
+        self._users: dict[str, str | None] = {}
         self.fields = fields or {}
         self.login_url = login_url.rstrip("/")
         self.page_size = min(max(page_size, MIN_PAGE_SIZE), PAGE_SIZE)
@@ -194,6 +196,15 @@ class Salesforce:
                 for (crm_id, _), result in zip(batch, answer, strict=True)
             ]
         return results
+
+    def user_email(self, user_id: str) -> str | None:
+        """The User sObject's ``Email``."""
+        path = f"{self._data}/sobjects/User/{user_id}"
+        return user_lookup(
+            self._users,
+            user_id,
+            lambda user: self._call("GET", path, params={"fields": "Email"}).json().get("Email"),
+        )
 
     def changes(self, kind: ObjectKind, since: datetime, cursor: str | None = None) -> Changes:
         headers = {"Sforce-Query-Options": f"batchSize={self.page_size}"}
