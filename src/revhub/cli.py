@@ -601,7 +601,8 @@ def crm_sync(
                     progress_for=progress_for,
                 )
             except RevHubError as exc:
-                err.print(f"[red]{exc.detail}[/red] (see `revhub crm list`).")
+                hint = " (see `revhub crm list`)" if exc.status == 404 else ""
+                err.print(f"[red]{exc.detail}[/red]{hint}")
                 raise typer.Exit(1) from exc
             for task in bar.tasks:
                 bar.update(task.id, total=task.completed or 1, completed=task.completed or 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,16 +14,17 @@ from sqlalchemy.orm import Session
 from revhub.attribution.jobs import analytics_consumer
 from revhub.contacts.pii import pii_for
 from revhub.core.db import Database
+from revhub.core.errors import Conflict
 from revhub.core.events.bus import Bus
 from revhub.core.jobs import service as jobs
 from revhub.core.settings import Settings
 from revhub.crm import service
 from revhub.crm.jobs import JOB, crm_sync_consumer, sync_chore
 from revhub.crm.mappings import default_mappings
-from revhub.crm.models import CrmLink, FailedRow, PendingPush, SyncRequest, SyncRun
+from revhub.crm.models import CrmConnection, CrmLink, FailedRow, PendingPush, SyncRequest, SyncRun
 from revhub.crm.push import push_contacts
 from revhub.crm.reconcile import reconcile
-from revhub.crm.sync import SyncWorker, request_sync, sync_connection
+from revhub.crm.sync import Lease, SyncWorker, request_sync, sync_connection
 from revhub.worker import consumer_registry, job_registry
 from tests.crm.conftest import HUBSPOT_TOKEN
 from tests.crm.factories import capture, hubspot_target, later, no_wait, webinar_attendee
@@ -223,3 +225,38 @@ def test_a_pulled_deal_gets_the_hub_id_and_its_attribution_primary_campaign_writ
         sleep=no_wait,
     )
     assert again[3].counts in ({}, {"unchanged": 1}), "nothing new to write"
+
+
+def test_a_connection_another_process_holds_waits_until_its_lease_ends(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    session: Session,
+    bus: Bus,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    target = hubspot_target(db, settings, url)
+    (person,) = capture(client, auth_headers, 1)
+    deliver_all(bus, crm_sync_consumer())
+    other = Lease(db, target.connection_id, "worker:other-host:1")
+    assert other.take()
+    run_chore(worker(db, settings))
+    assert state.find("contacts", "email", person["email"]) is None, "held by the other worker"
+    with pytest.raises(Conflict, match="worker:other-host:1"):
+        sync_connection(
+            db,
+            pii_for(settings),
+            service.credentials_box(settings),
+            default_mappings(),
+            name=target.name,
+        )
+    with db.transaction() as writing:
+        held = writing.get_one(CrmConnection, target.connection_id)
+        held.sync_until = datetime.now(UTC) - timedelta(seconds=1)
+    run_chore(worker(db, settings))
+    assert state.find("contacts", "email", person["email"]) is not None, "an expired lease"
+    session.expire_all()
+    released = session.get_one(CrmConnection, target.connection_id)
+    assert (released.sync_holder, released.sync_until) == (None, None)

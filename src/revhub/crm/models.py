@@ -27,6 +27,9 @@ class CrmConnection(Timestamped, Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     credentials_sealed: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(default=True)
+    sync_holder: Mapped[str | None] = mapped_column(String(128))
+    """The process syncing this connection now, if any (see ``crm.sync.Lease``)."""
+    sync_until: Mapped[datetime | None] = mapped_column()
 
 
 class CrmLink(Base):

@@ -14,20 +14,24 @@ rows wait in the failed-row index meanwhile.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from revhub.contacts.pii import Pii
 from revhub.core.crypto import SecretBox
 from revhub.core.db import Database, utcnow
+from revhub.core.errors import Conflict
 from revhub.crm.connectors.base import ObjectKind
 from revhub.crm.mappings import Mappings
 from revhub.crm.models import CrmConnection, PendingPush, SyncRequest, SyncRun
@@ -36,6 +40,10 @@ from revhub.crm.push import Progress, Sleep, push_contacts, push_deals
 from revhub.crm.service import Target, get_connection, open_target
 
 PUSH_BATCH = 500
+LEASE_SECONDS = 300.0
+"""How long a process holds a connection without renewing (a run renews it as it goes, at
+least every ``LEASE_SECONDS / 10``, while it works and while it waits out rate limits): a
+process that died frees its connections within this time."""
 REST_AFTER_FAILURE = 30.0
 """Seconds a connection's real-time push rests after a run that could not reach the CRM."""
 
@@ -45,6 +53,77 @@ Step = Callable[[Progress | None], SyncRun]
 """One run of a sync, given its progress callback."""
 StepProgress = Callable[[str], Progress]
 """``progress_for(step)`` gives the progress callback of one step (``push contacts``…)."""
+
+
+@dataclass
+class Lease:
+    """One process at a time syncs a connection: with several workers (or a worker and
+    ``revhub crm sync``) two pushes of the same rows would create Pipedrive persons twice.
+    Taking it is one conditional UPDATE, atomic on SQLite and PostgreSQL alike."""
+
+    db: Database
+    connection_id: uuid.UUID
+    holder: str
+    _renewed: float = 0.0
+
+    def take(self) -> bool:
+        now = utcnow()
+        with self.db.transaction() as session:
+            taken = session.connection().execute(
+                update(CrmConnection)
+                .where(
+                    CrmConnection.id == self.connection_id,
+                    or_(
+                        CrmConnection.sync_until.is_(None),
+                        CrmConnection.sync_until < now,
+                        CrmConnection.sync_holder == self.holder,
+                    ),
+                )
+                .values(sync_holder=self.holder, sync_until=now + timedelta(seconds=LEASE_SECONDS))
+            )
+        self._renewed = time.monotonic()
+        return bool(taken.rowcount)
+
+    def renew(self) -> None:
+        if time.monotonic() - self._renewed >= LEASE_SECONDS / 10:
+            self.take()
+
+    def release(self) -> None:
+        with self.db.transaction() as session:
+            session.execute(
+                update(CrmConnection)
+                .where(
+                    CrmConnection.id == self.connection_id,
+                    CrmConnection.sync_holder == self.holder,
+                )
+                .values(sync_holder=None, sync_until=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    def sleep(self, wait: Sleep) -> Sleep:
+        """``wait`` that keeps the lease while it waits out a vendor's rate limit."""
+
+        def waiting(seconds: float) -> None:
+            self.renew()
+            wait(seconds)
+            self.renew()
+
+        return waiting
+
+    def progress(self, shown: Progress | None = None) -> Progress:
+        """A progress callback that renews the lease, and shows progress if asked to."""
+
+        def advanced(done: int, total: int) -> None:
+            self.renew()
+            if shown is not None:
+                shown(done, total)
+
+        return advanced
+
+
+def holder_name(role: str) -> str:
+    """Who holds a lease: the role, host and process (for a person reading the row)."""
+    return f"{role}:{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:128]
 
 
 def sync_connection(
@@ -59,19 +138,35 @@ def sync_connection(
     sleep: Sleep = time.sleep,
     progress_for: StepProgress | None = None,
 ) -> list[SyncRun]:
-    """Push contacts, pull contacts, pull deals, push deals; the four finished runs."""
+    """Push contacts, pull contacts, pull deals, push deals; the four finished runs (409
+    while another process syncs the connection)."""
     with db.reading() as session:
         connection = get_connection(session, name=name)
         session.expunge(connection)
-    return _sync(
-        db,
-        pii,
-        open_target(connection, box, mappings, db),
-        full=full,
-        trigger=trigger,
-        sleep=sleep,
-        progress_for=progress_for,
-    )
+    lease = Lease(db, connection.id, holder_name(trigger))
+    if not lease.take():
+        with db.reading() as session:
+            held = get_connection(session, name=name)
+            holder, until = held.sync_holder, held.sync_until
+        at_latest = f"{until:%H:%M:%S} UTC" if until else "soon"
+        raise Conflict(
+            f"{name} is being synced by {holder} (until {at_latest} at the latest); "
+            "try again when it is done."
+        )
+    try:
+        return _sync(
+            db,
+            pii,
+            open_target(connection, box, mappings, db),
+            full=full,
+            trigger=trigger,
+            sleep=lease.sleep(sleep),
+            progress_for=lambda label: lease.progress(
+                progress_for(label) if progress_for else None
+            ),
+        )
+    finally:
+        lease.release()
 
 
 def _sync(
@@ -177,13 +272,33 @@ class SyncWorker:
         return started
 
     def serve(self, connection: CrmConnection) -> None:
-        """One connection's turn: a requested sync first, else the real-time push."""
+        """One connection's turn, if no other process holds it: a requested sync first,
+        else the real-time push."""
+        if not self._has_work(connection):
+            return
+        lease = Lease(self.db, connection.id, holder_name("worker"))
         try:
-            if not self._requested(connection):
-                self._push_queued(connection)
+            if not lease.take():
+                return
+            if not self._requested(connection, lease):
+                self._push_queued(connection, lease)
         except Exception:  # one connection's failure must not stop the chore
             log.exception("crm sync failed", connection=connection.name)
             self._rest_until[connection.id] = time.monotonic() + REST_AFTER_FAILURE
+        finally:
+            lease.release()
+
+    def _has_work(self, connection: CrmConnection) -> bool:
+        """A sync asked for, or contacts queued while the connection is not resting: read
+        first, so an idle connection costs one read a second and no write."""
+        resting = time.monotonic() < self._rest_until.get(connection.id, 0.0)
+        with self.db.reading() as session:
+            if session.get(SyncRequest, connection.id) is not None:
+                return True
+            if resting:
+                return False
+            waiting = select(PendingPush.hub_id).where(PendingPush.connection_id == connection.id)
+            return session.scalar(waiting.limit(1)) is not None
 
     def drain(self) -> None:
         """Wait for the work started so far (tests, shutdown)."""
@@ -195,7 +310,7 @@ class SyncWorker:
             self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="crm-sync")
         return self._pool
 
-    def _requested(self, connection: CrmConnection) -> bool:
+    def _requested(self, connection: CrmConnection, lease: Lease) -> bool:
         with self.db.reading() as session:
             request = session.get(SyncRequest, connection.id)
             wanted = (
@@ -205,7 +320,15 @@ class SyncWorker:
             return False
         full, trigger, requested_at = wanted
         target = open_target(connection, self.box, self.mappings, self.db)
-        runs = _sync(self.db, self.pii, target, full=full, trigger=trigger, sleep=self.sleep)
+        runs = _sync(
+            self.db,
+            self.pii,
+            target,
+            full=full,
+            trigger=trigger,
+            sleep=lease.sleep(self.sleep),
+            progress_for=lambda _label: lease.progress(),
+        )
         with self.db.transaction() as session:
             session.execute(
                 delete(SyncRequest).where(
@@ -216,7 +339,7 @@ class SyncWorker:
         log.info("crm sync done", connection=connection.name, runs=[r.counts for r in runs])
         return True
 
-    def _push_queued(self, connection: CrmConnection) -> None:
+    def _push_queued(self, connection: CrmConnection, lease: Lease) -> None:
         if time.monotonic() < self._rest_until.get(connection.id, 0.0):
             return
         read_at = utcnow()
@@ -242,12 +365,20 @@ class SyncWorker:
                         target,
                         trigger="realtime",
                         only=contacts,
-                        sleep=self.sleep,
+                        sleep=lease.sleep(self.sleep),
+                        progress=lease.progress(),
                     )
                 )
             if deals:
                 runs.append(
-                    push_deals(self.db, target, trigger="realtime", only=deals, sleep=self.sleep)
+                    push_deals(
+                        self.db,
+                        target,
+                        trigger="realtime",
+                        only=deals,
+                        sleep=lease.sleep(self.sleep),
+                        progress=lease.progress(),
+                    )
                 )
         finally:
             target.close()
