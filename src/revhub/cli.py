@@ -540,12 +540,14 @@ def crm_test(name: Annotated[str, typer.Argument(help="The connection's name.")]
     """Check a connection's credentials and that every mapped CRM field exists."""
     from revhub.crm import service as crm_service
 
-    with _hub() as (settings, db), db.transaction() as session:
+    with _hub() as (settings, db):
+        mappings = crm_service.mappings_for(settings)
+        with db.reading() as session:
+            connection = crm_service.get_connection(session, name=name)
+            session.expunge(connection)
         box = crm_service.credentials_box(settings)
         try:
-            check = crm_service.check_connection(
-                session, box, name=name, mappings=crm_service.mappings_for(settings), db=db
-            )
+            check = crm_service.check(connection, box, mappings, db)
         except ConnectorError as exc:
             err.print(f"[red]{name}: the CRM did not answer the check:[/red] {exc}")
             raise typer.Exit(1) from exc

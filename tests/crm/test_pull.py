@@ -18,7 +18,7 @@ from revhub.core.events.models import OutboxEvent
 from revhub.core.settings import Settings
 from revhub.crm.models import Conflict, FieldDecision, SyncRun
 from revhub.crm.pull import pull
-from revhub.crm.push import push_contacts
+from revhub.crm.push import push_contacts, push_deals
 from revhub.sales.models import Lead
 from tests.crm.factories import (
     LEADS,
@@ -223,3 +223,77 @@ def test_a_contact_given_an_owner_in_hubspot_moves_to_that_rep(
     assert pull(db, pii, target, "contact", trigger="manual").counts == {"updated": 1}
     owner = session.scalar(select(Lead.owner_rep_id).where(Lead.id == uuid.UUID(person["lead_id"])))
     assert str(owner) == rita["id"]
+
+
+def test_a_push_sends_only_what_changed_so_a_crm_edit_made_before_it_still_comes_back(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    session: Session,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    sales = auth_headers("sales")
+    rita = created(
+        client.post(
+            f"{SALES}/reps", json={"name": "Rita", "email": "rita@x.example"}, headers=sales
+        )
+    )
+    person = webinar_attendee(client, auth_headers, "winter-webinar")
+    target = hubspot_target(db, settings, url)
+    pii = pii_for(settings)
+    push_contacts(db, pii, target, trigger="manual")
+    stored = state.find("contacts", "email", person["email"])
+    assert stored is not None
+    score = stored["properties"]["marketing_platform_lead_score"]
+    state.owners = {"501": "rita@x.example"}
+    state.edit(
+        "contacts", stored["id"], {"firstname": "Admiral", "hubspot_owner_id": "501"}, at=later()
+    )
+    touch = {
+        "email": person["email"],
+        "campaign": "winter-webinar",
+        "channel": "webinar",
+        "kind": "content_download",
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+    created(client.post(f"{SALES}/touchpoints", json=touch, headers=sales))
+    assert push_contacts(db, pii, target, trigger="manual").counts == {"updated": 1}
+    props = state.find("contacts", "email", person["email"])["properties"]  # type: ignore[index]
+    assert props["marketing_platform_lead_score"] != score, "the new score went out"
+    assert props["firstname"] == "Admiral", "the unchanged first name was not sent over it"
+    assert pull(db, pii, target, "contact", trigger="manual").counts == {"updated": 1}
+    found = contact_by_email(client, sales, person["email"])
+    assert (
+        created(client.get(f"{CONTACTS}/{found['id']}", headers=sales), 200)["first_name"]
+        == "Admiral"
+    )
+    owner = session.scalar(select(Lead.owner_rep_id).where(Lead.id == uuid.UUID(person["lead_id"])))
+    assert str(owner) == rita["id"]
+
+
+def test_a_record_that_breaks_a_database_rule_fails_alone_and_is_read_again(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    (person,) = capture(client, auth_headers, 1)
+    target = hubspot_target(db, settings, url)
+    pii = pii_for(settings)
+    push_contacts(db, pii, target, trigger="manual")
+    deal = {"dealname": "Pilot", "amount": "900", "marketing_platform_lead_id": person["lead_id"]}
+    state.put("deals", deal, at=later(1))
+    assert pull(db, pii, target, "deal", trigger="manual").counts == {"created": 1}
+    assert push_deals(db, target, trigger="manual").counts == {"updated": 1}
+    (original,) = state.objects["deals"].values()
+    clone = dict(original["properties"]) | {"dealname": "Pilot (copy)"}
+    state.put("deals", clone, at=later(2))
+    run = pull(db, pii, target, "deal", trigger="manual")
+    assert (run.status, run.counts) == ("failed", {"failed": 1}), "finished, not left running"
+    assert "read again" in run.detail
+    again = pull(db, pii, target, "deal", trigger="manual")
+    assert again.counts.get("failed") == 1, "the cursor waited at the failed record"

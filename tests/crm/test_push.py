@@ -149,3 +149,26 @@ def test_in_mirror_mode_a_contact_merged_into_another_is_deleted_from_the_crm(
     assert run.counts.get("deleted") == 1, run.counts
     assert state.objects["contacts"][absorbed["id"]]["archived"]
     assert push_contacts(db, pii, target, trigger="manual").counts.get("deleted") is None
+
+
+def test_a_crm_failing_in_the_middle_of_a_chunk_keeps_what_it_took_and_fails_only_the_rest(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    session: Session,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    state, url = hubspot
+    leads = capture(client, auth_headers, 250)
+    target = hubspot_target(db, settings, url)
+    state.batches_before_down = 2
+    run = push_contacts(db, pii_for(settings), target, trigger="manual")
+    assert (run.status, run.counts) == ("failed", {"created": 200, "failed": 50})
+    failed = select(FailedRow).where(FailedRow.connection_id == target.connection_id)
+    assert len(session.scalars(failed).all()) == 50
+    state.batches_before_down = None
+    retried = push_contacts(db, pii_for(settings), target, trigger="manual")
+    assert retried.counts == {"created": 50, "unchanged": 200}, "the 200 are not sent again"
+    emails = [w["properties"]["email"] for w in state.written]
+    assert sorted(emails) == sorted(p["email"] for p in leads), "each sent once"

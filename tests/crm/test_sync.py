@@ -4,6 +4,8 @@ a sync of every connection, and reconciliation finds what differs."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,7 +20,7 @@ from revhub.core.errors import Conflict
 from revhub.core.events.bus import Bus
 from revhub.core.jobs import service as jobs
 from revhub.core.settings import Settings
-from revhub.crm import service
+from revhub.crm import service, sync
 from revhub.crm.jobs import JOB, crm_sync_consumer, sync_chore
 from revhub.crm.mappings import default_mappings
 from revhub.crm.models import CrmConnection, CrmLink, FailedRow, PendingPush, SyncRequest, SyncRun
@@ -32,7 +34,7 @@ from tests.crm.fakes.hubspot import HubSpotState, build_app
 from tests.crm.fakes.server import serve
 from tests.crm.test_hubspot import SEED_CONTACT_PROPERTIES, SEED_DEAL_PROPERTIES
 from tests.eventing import deliver_all
-from tests.sales.factories import Headers
+from tests.sales.factories import SALES, Headers, contact_by_email, created
 
 
 def worker(db: Database, settings: Settings) -> SyncWorker:
@@ -260,3 +262,61 @@ def test_a_connection_another_process_holds_waits_until_its_lease_ends(
     session.expire_all()
     released = session.get_one(CrmConnection, target.connection_id)
     assert (released.sync_holder, released.sync_until) == (None, None)
+
+
+def test_a_held_lease_is_renewed_while_the_holder_works_and_freed_after(
+    cli_home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sync, "LEASE_SECONDS", 1.0)
+    home = Database.from_url(cli_home.effective_database_url)
+    with home.transaction() as session:
+        connection_id = service.add_connection(
+            session,
+            service.credentials_box(cli_home),
+            name="hs",
+            crm="hubspot",
+            credentials={"access_token": "t"},
+        ).id
+
+    def until() -> datetime | None:
+        with home.reading() as session:
+            return session.get_one(CrmConnection, connection_id).sync_until
+
+    with Lease(home, connection_id, "worker:a").held() as taken:
+        assert taken
+        first = until()
+        time.sleep(0.45)
+        renewed = until()
+        assert not Lease(home, connection_id, "worker:b").take(), "held by a"
+    assert first is not None and renewed is not None and renewed > first
+    assert until() is None, "released"
+    assert Lease(home, connection_id, "worker:b").take()
+    home.engine.dispose()
+
+
+def test_a_real_time_push_does_not_hide_other_changes_from_the_next_incremental_push(
+    client: TestClient,
+    auth_headers: Headers,
+    db: Database,
+    settings: Settings,
+    hubspot: tuple[HubSpotState, str],
+) -> None:
+    _, url = hubspot
+    first = webinar_attendee(client, auth_headers, "spring-webinar")
+    target = hubspot_target(db, settings, url)
+    pii = pii_for(settings)
+    push_contacts(db, pii, target, trigger="schedule", full=True)
+    touch = {
+        "email": first["email"],
+        "campaign": "spring-webinar",
+        "channel": "webinar",
+        "kind": "content_download",
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+    created(client.post(f"{SALES}/touchpoints", json=touch, headers=auth_headers("sales")))
+    (second,) = capture(client, auth_headers, 1)
+    ids = [contact_by_email(client, auth_headers("sales"), second["email"])["id"]]
+    only = push_contacts(db, pii, target, trigger="realtime", only=[uuid.UUID(i) for i in ids])
+    assert only.counts == {"created": 1}
+    nightly = push_contacts(db, pii, target, trigger="schedule")
+    assert nightly.counts == {"updated": 1, "unchanged": 1}, "the first's new score goes out"

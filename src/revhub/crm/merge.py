@@ -89,7 +89,7 @@ def merge_record(
             continue
         if ours == was or ours is None:
             _take(merged, name, mapped.to_hub(raw), theirs)
-        elif name in target.critical:
+        elif name in target.critical and name in base:
             _queue(session, target, hub, record, name, ours, theirs)
             merged.conflicts += 1
         elif mapped.owner is Owner.SHARED and hub.changed_at > record.modified_at:

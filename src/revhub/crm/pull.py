@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -31,10 +31,11 @@ from revhub.contacts import service as contacts
 from revhub.contacts.models import Account, Contact
 from revhub.contacts.pii import Pii
 from revhub.core.db import Database, utcnow
+from revhub.core.errors import Conflict as ConflictError
 from revhub.core.errors import RevHubError
 from revhub.core.events import outbox
 from revhub.crm.connectors.base import Changes, ConnectorError, ObjectKind, RateLimited, Record
-from revhub.crm.mappings import FieldType, Mappings
+from revhub.crm.mappings import FieldType, Mappings, ObjectMap, Owner
 from revhub.crm.merge import TOPIC, Merged, Side, close_conflict, get_conflict, merge_record
 from revhub.crm.models import Conflict, CrmConnection, CrmLink, PendingPush, SyncCursor, SyncRun
 from revhub.crm.push import MAX_PAUSES, Progress, Sleep
@@ -78,12 +79,12 @@ def pull(
     with db.reading() as session:
         cursor = session.get(SyncCursor, (target.connection_id, kind))
         since = BEGINNING if full or cursor is None else cursor.pulled_until
-    latest: datetime | None = None
+    read = Read()
     place: str | None = None
     try:
         while True:
             page = changes_page(target, log, kind, since, place, sleep)
-            latest = _apply_page(db, pii, target, log, kind, page.records, latest)
+            _apply_page(db, pii, target, log, kind, page.records, read)
             if progress is not None:
                 progress(sum(log.counts.values()), 0)
             if page.cursor is None:
@@ -92,9 +93,30 @@ def pull(
     except ConnectorError as exc:
         log.detail = f"CRM unavailable: {exc}; the next pull starts where this one stopped."
         return finish_run(db, log, status="failed")
-    if latest is not None:
-        _advance(db, target, kind, latest)
+    except Exception as exc:
+        log.detail = f"stopped by an error: {_reason(exc)}; the next pull starts again."
+        finish_run(db, log, status="failed")
+        raise
+    if read.until is not None:
+        _advance(db, target, kind, read.until)
+    if read.held_at is not None:
+        log.detail = (
+            "failed records are read again by the next pull (the cursor waits at the first)"
+        )
     return finish_run(db, log)
+
+
+@dataclass
+class Read:
+    """How far a pull got: the latest vendor time read, and the earliest of a record that
+    failed (the cursor stops there, so the next pull reads it again)."""
+
+    latest: datetime | None = None
+    held_at: datetime | None = None
+
+    @property
+    def until(self) -> datetime | None:
+        return self.held_at if self.held_at is not None else self.latest
 
 
 def changes_page(
@@ -149,21 +171,24 @@ def _apply_page(
     log: RunLog,
     kind: ObjectKind,
     records: list[Record],
-    latest: datetime | None,
-) -> datetime | None:
+    read: Read,
+) -> None:
     """Merge one page in one transaction, each record in a savepoint of its own: a record
-    the hub refuses fails alone."""
+    the hub refuses, or that breaks a rule of the database (a cloned deal carrying another
+    deal's hub id), fails alone and is read again by the next pull."""
     apply = apply_contact if kind == "contact" else apply_deal
     with db.transaction() as session:
         for record in records:
             try:
                 with session.begin_nested():
                     hub_id, outcome, error = apply(session, pii, target, record)
-            except (RevHubError, ValidationError, ValueError) as exc:
+            except Exception as exc:  # one record must not stop the page: it fails alone
                 hub_id, outcome, error = None, "failed", _reason(exc)
+                if read.held_at is None or record.modified_at < read.held_at:
+                    read.held_at = record.modified_at
             log.record(session, hub_id, outcome, crm_id=record.crm_id, error=error)
-            latest = record.modified_at if latest is None else max(latest, record.modified_at)
-    return latest
+            if read.latest is None or record.modified_at > read.latest:
+                read.latest = record.modified_at
 
 
 def _reason(exc: Exception) -> str:
@@ -222,18 +247,21 @@ def _keep(
         session.add(PendingPush(connection_id=target.connection_id, hub_id=hub_id))
 
 
-def _echo(link: CrmLink | None, record: Record) -> bool:
-    """Whether ``record`` is a version the link has seen (our write read back, or a record
-    merged already), skipped before it is read: its vendor time is before the link's, or the
-    same to a fraction of a second. A time in whole seconds (Pipedrive's ``update_time``)
-    cannot tell our write from an edit made in the same second, so such a record goes
-    through the merge, where our own write still changes nothing (echo by content)."""
-    if link is None or link.crm_modified_at is None:
+def _echo(object_map: ObjectMap, link: CrmLink | None, record: Record) -> bool:
+    """Whether the CRM changed nothing the hub reads since the link's last agreed state —
+    our own write read back, or a record merged already — so it is skipped before the hub
+    side is read. By content, field by field, never by time: our write's vendor time also
+    covers a CRM edit made just before it, which must still come back."""
+    if link is None:
         return False
-    seen = link.crm_modified_at
-    return record.modified_at < seen or (
-        record.modified_at == seen and record.modified_at.microsecond != 0
-    )
+    base = link.pushed or {}
+    for name, mapped in object_map.fields.items():
+        if mapped.owner is Owner.MARKETING or mapped.crm not in record.fields:
+            continue
+        theirs = canon(mapped, record.fields[mapped.crm], from_crm=True)
+        if theirs is not None and theirs != base.get(name):
+            return False
+    return True
 
 
 # --- contacts ----------------------------------------------------------------------------
@@ -250,7 +278,7 @@ def apply_contact(session: Session, pii: Pii, target: Target, record: Record) ->
         if link is not None:
             session.delete(link)
         return contact.id, "deleted", None
-    if _echo(link, record):
+    if _echo(object_map, link, record):
         return contact.id, "unchanged", None
     values = contact_values(session, pii, [contact.id]).get(contact.id, {})
     side = Side(
@@ -325,7 +353,7 @@ def apply_deal(session: Session, pii: Pii, target: Target, record: Record) -> Ou
         return (opportunity.id if opportunity else None), "deleted", None
     if opportunity is None:
         return _new_deal(session, target, record)
-    if _echo(link, record):
+    if _echo(object_map, link, record):
         return opportunity.id, "unchanged", None
     side = Side(
         "deal",
@@ -477,9 +505,20 @@ def resolve_conflict(
     chosen = close_conflict(session, conflict, side=side, by=by)
     connection = session.get_one(CrmConnection, conflict.connection_id)
     object_map = getattr(mappings.of(connection.crm), conflict.kind)
-    mapped = object_map.fields[conflict.field]
+    mapped = object_map.fields.get(conflict.field)
+    if mapped is None:
+        raise ConflictError(
+            f"The mappings in force no longer map {conflict.kind} field {conflict.field!r}; "
+            "map it again (REVHUB_CRM_MAPPINGS) to settle this conflict."
+        )
     if side == "crm":
-        _apply_choice(session, pii, conflict, mapped.to_hub(chosen))
+        try:
+            _apply_choice(session, pii, conflict, mapped.to_hub(chosen))
+        except (ValidationError, ValueError) as exc:
+            raise ConflictError(
+                f"The CRM's value {chosen!r} cannot be applied to the hub ({_reason(exc)}); "
+                "correct it in the CRM, or keep the hub's value with side 'hub'."
+            ) from exc
     link = session.scalar(
         select(CrmLink).where(
             CrmLink.connection_id == conflict.connection_id,

@@ -65,8 +65,8 @@ class Planned:
 
 Values = Callable[[Session, Sequence[uuid.UUID]], dict[uuid.UUID, dict[str, Any]]]
 """The hub fields of each record of a chunk that can be pushed."""
-Send = Callable[[list[Planned], dict[uuid.UUID, Synced], RunLog], list[RowResult]]
-"""Write planned rows to the CRM: one result per row, in order."""
+Send = Callable[[list[Planned], dict[uuid.UUID, Synced], RunLog], "Sent"]
+"""Write planned rows to the CRM: one result per row written, in order."""
 
 
 def push_contacts(
@@ -94,9 +94,7 @@ def push_contacts(
         ids = _candidates(session, target, retry, full=full, only=only)
     mode = _write_mode(target.mapping.contact)
 
-    def send(
-        planned: list[Planned], links: dict[uuid.UUID, Synced], log: RunLog
-    ) -> list[RowResult]:
+    def send(planned: list[Planned], links: dict[uuid.UUID, Synced], log: RunLog) -> Sent:
         rows = [p.row for p in planned]
         return _in_batches(
             target, log, rows, lambda b: target.connector.write("contact", b, mode), sleep
@@ -148,9 +146,7 @@ def push_deals(
         retry = set(failed_ids(session, connection_id=target.connection_id, kind="deal"))
         ids = _linked_deals(session, target, retry, full=full, only=only)
 
-    def send(
-        planned: list[Planned], links: dict[uuid.UUID, Synced], log: RunLog
-    ) -> list[RowResult]:
+    def send(planned: list[Planned], links: dict[uuid.UUID, Synced], log: RunLog) -> Sent:
         rows = [(links[p.hub_id].crm_id, p.row) for p in planned]
         return _in_batches(
             target, log, rows, lambda b: target.connector.update_by_id("deal", b), sleep
@@ -198,29 +194,50 @@ def _delete_merged(
     db: Database, target: Target, log: RunLog, down: str | None, sleep: Sleep
 ) -> str | None:
     """``mirror`` mode: a contact merged into another is one person with the survivor, so
-    the CRM record of the absorbed one is deleted (archived) and its link dropped. A failed
-    delete keeps the link, so the next run tries again."""
+    the CRM record of the absorbed one is deleted (archived) and its link dropped — unless
+    a live contact is linked to that record too (the survivor, written onto it by the
+    sync key), which keeps it. A failed delete keeps the link for the next run."""
+    live = (
+        select(CrmLink.crm_id)
+        .join(Contact, Contact.id == CrmLink.hub_id)
+        .where(
+            CrmLink.connection_id == target.connection_id,
+            CrmLink.kind == "contact",
+            Contact.merged_into_id.is_(None),
+        )
+    )
     with db.reading() as session:
-        gone = session.execute(
-            select(CrmLink.hub_id, CrmLink.crm_id)
-            .join(Contact, Contact.id == CrmLink.hub_id)
-            .where(
-                CrmLink.connection_id == target.connection_id,
-                CrmLink.kind == "contact",
-                Contact.merged_into_id.is_not(None),
+        merged = [
+            (hub_id, crm_id)
+            for hub_id, crm_id in session.execute(
+                select(CrmLink.hub_id, CrmLink.crm_id)
+                .join(Contact, Contact.id == CrmLink.hub_id)
+                .where(
+                    CrmLink.connection_id == target.connection_id,
+                    CrmLink.kind == "contact",
+                    Contact.merged_into_id.is_not(None),
+                )
             )
-        ).all()
+        ]
+        kept = set(session.scalars(live.where(CrmLink.crm_id.in_([c for _, c in merged]))))
+    unlink = [(hub_id, crm_id) for hub_id, crm_id in merged if crm_id in kept]
+    gone = [(hub_id, crm_id) for hub_id, crm_id in merged if crm_id not in kept]
+    if unlink:
+        with db.transaction() as session:
+            for hub_id, _ in unlink:
+                session.execute(
+                    delete(CrmLink).where(
+                        CrmLink.connection_id == target.connection_id,
+                        CrmLink.kind == "contact",
+                        CrmLink.hub_id == hub_id,
+                    )
+                )
     if not gone or down is not None:
         return down
     crm_ids = [crm_id for _, crm_id in gone]
-    try:
-        results = _in_batches(
-            target, log, crm_ids, lambda b: target.connector.delete("contact", b), sleep
-        )
-    except ConnectorError as exc:
-        return str(exc)
+    sent = _in_batches(target, log, crm_ids, lambda b: target.connector.delete("contact", b), sleep)
     with db.transaction() as session:
-        for (hub_id, crm_id), result in zip(gone, results, strict=True):
+        for (hub_id, crm_id), result in zip(gone, sent.results, strict=False):
             if result.outcome != "deleted":
                 log.record(session, hub_id, "failed", crm_id=crm_id, error=result.error)
                 continue
@@ -232,7 +249,7 @@ def _delete_merged(
                 )
             )
             log.record(session, hub_id, "deleted", crm_id=crm_id)
-    return None
+    return sent.down
 
 
 def _finish(db: Database, log: RunLog, down: str | None) -> SyncRun:
@@ -260,29 +277,23 @@ def _push_chunk(
         values = values_of(session, chunk)
         links = links_of(session, target, kind, chunk)
     planned, unchanged = _plan(getattr(target.mapping, kind), values, links, retry)
-    results: list[RowResult] = []
-    if down is None and planned:
-        try:
-            results = send(planned, links, log)
-        except ConnectorError as exc:
-            down = str(exc)
+    sent = send(planned, links, log) if down is None and planned else Sent([], down)
+    written = planned[: len(sent.results)]
     with db.transaction() as session:
         for hub_id in chunk:
             if hub_id not in values:
                 log.record(session, hub_id, "unchanged", error=absent)
         for hub_id in unchanged:
             log.record(session, hub_id, "unchanged", crm_id=links[hub_id].crm_id)
-        if down is not None:
-            for item in planned:
-                log.record(session, item.hub_id, "failed", error=f"CRM unavailable: {down}")
-            return down
-        for item, result in zip(planned, results, strict=True):
+        for item, result in zip(written, sent.results, strict=True):
             if result.outcome == "failed":
                 log.record(session, item.hub_id, "failed", error=result.error)
                 continue
             remember(session, target, kind, item.hub_id, result, item.state)
             log.record(session, item.hub_id, result.outcome, crm_id=result.crm_id)
-    return None
+        for item in planned[len(written) :]:
+            log.record(session, item.hub_id, "failed", error=f"CRM unavailable: {sent.down}")
+    return sent.down
 
 
 def _deal_values(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
@@ -383,8 +394,10 @@ def _plan(
 ) -> tuple[list[Planned], list[uuid.UUID]]:
     """Split the chunk into rows to write and contacts whose pushed fields already match
     what the CRM last got; a contact without the sync key's value cannot be matched and
-    is left out. A failed row is always written: its link may say the CRM holds what it
-    does not (reconciliation found it differing)."""
+    is left out. A linked contact sends only the fields that changed since the CRM last
+    agreed (and the key): a field edited in the CRM meanwhile is not overwritten before the
+    pull reads it. A failed row is always written whole: its link may say the CRM holds
+    what it does not (reconciliation found it differing)."""
     planned: list[Planned] = []
     unchanged: list[uuid.UUID] = []
     ours = [n for n, f in object_map.fields.items() if f.owner in PUSHED_BY_HUB]
@@ -393,10 +406,12 @@ def _plan(
             continue
         state = {n: v for n, v in synced_state(object_map, hub).items() if n in ours}
         link = links.get(hub_id)
-        agreed = link is not None and all(state.get(n) == link.pushed.get(n) for n in ours)
-        if agreed and hub_id not in retry:
+        changed = {n for n in ours if link is None or state.get(n) != link.pushed.get(n)}
+        if not changed and hub_id not in retry:
             unchanged.append(hub_id)
             continue
+        if link is not None and hub_id not in retry:
+            hub = {n: v for n, v in hub.items() if n in changed or n == object_map.key}
         planned.append(Planned(hub_id, crm_row(object_map, hub), state))
     return planned, unchanged
 
@@ -406,14 +421,24 @@ def _write_mode(object_map: ObjectMap) -> WriteMode:
     return "upsert" if object_map.mode is Mode.MIRROR else object_map.mode.value  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class Sent:
+    """The results of the rows written, in order, and why the rest were not, if they were
+    not (the CRM went down or its limit did not lift)."""
+
+    results: list[RowResult]
+    down: str | None = None
+
+
 def _in_batches(
     target: Target,
     log: RunLog,
     rows: Sequence[Row],
     write: Callable[[list[Row]], list[RowResult]],
     sleep: Sleep,
-) -> list[RowResult]:
-    """Write in the vendor's batch size; a rate-limited batch waits and goes again."""
+) -> Sent:
+    """Write in the vendor's batch size; a rate-limited batch waits and goes again. When
+    the CRM fails, the batches it took keep their results: only the rest fail."""
     results: list[RowResult] = []
     size = target.connector.batch_size
     for batch in (list(rows[start : start + size]) for start in range(0, len(rows), size)):
@@ -425,10 +450,12 @@ def _in_batches(
             except RateLimited as exc:
                 pauses += 1
                 if pauses > MAX_PAUSES:
-                    raise
+                    return Sent(results, str(exc))
                 log.paused_seconds += exc.retry_after
                 sleep(exc.retry_after)
-    return results
+            except ConnectorError as exc:
+                return Sent(results, str(exc))
+    return Sent(results)
 
 
 def remember(

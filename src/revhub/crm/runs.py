@@ -32,6 +32,9 @@ class RunLog:
     run_id: uuid.UUID
     connection_id: uuid.UUID
     kind: str
+    indexes: bool = True
+    """Whether rows enter and leave the failed-row index: a push's and a reconciliation's
+    do (the index is what the next push sends again); a pull's do not."""
     counts: Counter[str] = field(default_factory=Counter)
     paused_seconds: float = 0.0
     detail: str = ""
@@ -51,7 +54,7 @@ class RunLog:
         session.add(
             SyncRow(run_id=self.run_id, hub_id=hub_id, crm_id=crm_id, outcome=outcome, error=error)
         )
-        if hub_id is None:
+        if hub_id is None or not self.indexes:
             return
         if outcome == "failed":
             _index_failure(session, self.connection_id, self.kind, hub_id, error or "failed")
@@ -82,7 +85,9 @@ def start_run(
         )
         session.add(run)
         session.flush()
-        return RunLog(run_id=run.id, connection_id=connection_id, kind=kind)
+        return RunLog(
+            run_id=run.id, connection_id=connection_id, kind=kind, indexes=direction != "pull"
+        )
 
 
 def finish_run(db: Database, log: RunLog, *, status: str | None = None) -> SyncRun:
@@ -131,14 +136,16 @@ def failed_rows(session: Session, *, connection_id: uuid.UUID) -> Sequence[Faile
 def last_start(
     session: Session, *, connection_id: uuid.UUID, direction: str, kind: str
 ) -> datetime | None:
-    """When the last run of this kind that did not fail outright began (an incremental
-    push takes what changed since then)."""
+    """When the last whole run of this kind that did not fail outright began (an
+    incremental push takes what changed since then). Real-time runs push only the queued
+    records, so they do not count: a score that decayed meanwhile is still due."""
     return session.scalar(
         select(SyncRun.started_at)
         .where(
             SyncRun.connection_id == connection_id,
             SyncRun.direction == direction,
             SyncRun.kind == kind,
+            SyncRun.trigger != "realtime",
             SyncRun.status.in_(("succeeded", "partial")),
         )
         .order_by(SyncRun.started_at.desc())

@@ -2,14 +2,16 @@
 
 A sync of a connection is four runs in order: push contacts, pull contacts, pull deals,
 push deals (a pull after the push finds the hub's own writes already agreed; the deal push
-comes last so the deals just pulled get the hub's fields in the same sync). ``revhub crm sync`` runs
-one in the foreground; the 02:00 job and ``POST …/sync`` leave a :class:`SyncRequest` for
-the worker, which also pushes the contacts the ``crm-sync`` consumer queued, every second.
+comes last so the deals just pulled get the hub's fields in the same sync).
+``revhub crm sync`` runs one in the foreground; the 02:00 job and ``POST …/sync`` leave a
+:class:`SyncRequest` for the worker, which also pushes what the ``crm-sync`` consumer
+queued, every second.
 
-Each connection syncs on a thread of its own and one connection's sync never waits for
-another's: a CRM that is down or slow holds up only itself. After a failed run the
-connection rests (``REST_AFTER_FAILURE``) before the real-time path calls it again; its
-rows wait in the failed-row index meanwhile.
+Each connection syncs on a thread of its own (up to ``SyncWorker.threads`` at once) and
+one connection's sync never waits for another's: a CRM that is down or slow holds up only
+itself. After a failed run the connection rests (``REST_AFTER_FAILURE``) before the worker
+calls it again; its rows wait in the failed-row index meanwhile. With several workers, a
+:class:`Lease` lets one process at a time sync a connection.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -41,9 +44,8 @@ from revhub.crm.service import Target, get_connection, open_target
 
 PUSH_BATCH = 500
 LEASE_SECONDS = 300.0
-"""How long a process holds a connection without renewing (a run renews it as it goes, at
-least every ``LEASE_SECONDS / 10``, while it works and while it waits out rate limits): a
-process that died frees its connections within this time."""
+"""How long a process holds a connection without renewing (a holder renews it every
+``LEASE_SECONDS / 10``): a process that died frees its connections within this time."""
 REST_AFTER_FAILURE = 30.0
 """Seconds a connection's real-time push rests after a run that could not reach the CRM."""
 
@@ -64,7 +66,6 @@ class Lease:
     db: Database
     connection_id: uuid.UUID
     holder: str
-    _renewed: float = 0.0
 
     def take(self) -> bool:
         now = utcnow()
@@ -81,12 +82,35 @@ class Lease:
                 )
                 .values(sync_holder=self.holder, sync_until=now + timedelta(seconds=LEASE_SECONDS))
             )
-        self._renewed = time.monotonic()
         return bool(taken.rowcount)
 
-    def renew(self) -> None:
-        if time.monotonic() - self._renewed >= LEASE_SECONDS / 10:
-            self.take()
+    @contextmanager
+    def held(self) -> Iterator[bool]:
+        """Take the lease and keep it renewed from a thread of its own until the block
+        ends — one slow vendor call or a long rate-limit wait outlasts any renewal made
+        between calls; yields whether it was taken."""
+        if not self.take():
+            yield False
+            return
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(LEASE_SECONDS / 10):
+                if not self.take():
+                    log.warning(
+                        "crm sync lease lost",
+                        connection_id=str(self.connection_id),
+                        holder=self.holder,
+                    )
+
+        heart = threading.Thread(target=beat, name="crm-sync-lease", daemon=True)
+        heart.start()
+        try:
+            yield True
+        finally:
+            stop.set()
+            heart.join()
+            self.release()
 
     def release(self) -> None:
         with self.db.transaction() as session:
@@ -99,26 +123,6 @@ class Lease:
                 .values(sync_holder=None, sync_until=None)
                 .execution_options(synchronize_session=False)
             )
-
-    def sleep(self, wait: Sleep) -> Sleep:
-        """``wait`` that keeps the lease while it waits out a vendor's rate limit."""
-
-        def waiting(seconds: float) -> None:
-            self.renew()
-            wait(seconds)
-            self.renew()
-
-        return waiting
-
-    def progress(self, shown: Progress | None = None) -> Progress:
-        """A progress callback that renews the lease, and shows progress if asked to."""
-
-        def advanced(done: int, total: int) -> None:
-            self.renew()
-            if shown is not None:
-                shown(done, total)
-
-        return advanced
 
 
 def holder_name(role: str) -> str:
@@ -143,30 +147,29 @@ def sync_connection(
     with db.reading() as session:
         connection = get_connection(session, name=name)
         session.expunge(connection)
-    lease = Lease(db, connection.id, holder_name(trigger))
-    if not lease.take():
-        with db.reading() as session:
-            held = get_connection(session, name=name)
-            holder, until = held.sync_holder, held.sync_until
-        at_latest = f"{until:%H:%M:%S} UTC" if until else "soon"
-        raise Conflict(
-            f"{name} is being synced by {holder} (until {at_latest} at the latest); "
-            "try again when it is done."
-        )
-    try:
+    with Lease(db, connection.id, holder_name(trigger)).held() as taken:
+        if not taken:
+            raise _busy(db, name)
         return _sync(
             db,
             pii,
             open_target(connection, box, mappings, db),
             full=full,
             trigger=trigger,
-            sleep=lease.sleep(sleep),
-            progress_for=lambda label: lease.progress(
-                progress_for(label) if progress_for else None
-            ),
+            sleep=sleep,
+            progress_for=progress_for,
         )
-    finally:
-        lease.release()
+
+
+def _busy(db: Database, name: str) -> Conflict:
+    with db.reading() as session:
+        held = get_connection(session, name=name)
+        holder, until = held.sync_holder, held.sync_until
+    at_latest = f"{until:%H:%M:%S} UTC" if until else "soon"
+    return Conflict(
+        f"{name} is being synced by {holder} (until {at_latest} at the latest); "
+        "try again when it is done."
+    )
 
 
 def _sync(
@@ -210,13 +213,15 @@ def request_sync(
     session: Session, *, connection_id: uuid.UUID, full: bool, trigger: str
 ) -> SyncRequest:
     """Ask the worker for a sync (a second request before it starts is the same one; a
-    ``full`` request stays full)."""
+    ``full`` request stays full). A request made while a sync runs is dated now, so the
+    end of that sync does not take it for its own."""
     found = session.get(SyncRequest, connection_id)
     if found is None:
         found = SyncRequest(connection_id=connection_id, full=full, trigger=trigger)
         session.add(found)
     else:
         found.full = found.full or full
+        found.trigger, found.requested_at = trigger, utcnow()
     session.flush()
     return found
 
@@ -246,7 +251,8 @@ class SyncWorker:
     pii: Pii
     box: SecretBox
     mappings: Mappings
-    threads: int = 4
+    threads: int = 16
+    """Connections synced at once, each on a thread of its own."""
     sleep: Sleep = time.sleep
     _pool: ThreadPoolExecutor | None = None
     _busy: dict[uuid.UUID, Future[None]] = field(default_factory=dict)
@@ -276,27 +282,22 @@ class SyncWorker:
         else the real-time push."""
         if not self._has_work(connection):
             return
-        lease = Lease(self.db, connection.id, holder_name("worker"))
         try:
-            if not lease.take():
-                return
-            if not self._requested(connection, lease):
-                self._push_queued(connection, lease)
+            with Lease(self.db, connection.id, holder_name("worker")).held() as taken:
+                if taken and not self._requested(connection):
+                    self._push_queued(connection)
         except Exception:  # one connection's failure must not stop the chore
             log.exception("crm sync failed", connection=connection.name)
             self._rest_until[connection.id] = time.monotonic() + REST_AFTER_FAILURE
-        finally:
-            lease.release()
 
     def _has_work(self, connection: CrmConnection) -> bool:
-        """A sync asked for, or contacts queued while the connection is not resting: read
-        first, so an idle connection costs one read a second and no write."""
-        resting = time.monotonic() < self._rest_until.get(connection.id, 0.0)
+        """A sync asked for, or records queued, while the connection is not resting after a
+        failure: read first, so an idle connection costs one read a second and no write."""
+        if time.monotonic() < self._rest_until.get(connection.id, 0.0):
+            return False
         with self.db.reading() as session:
             if session.get(SyncRequest, connection.id) is not None:
                 return True
-            if resting:
-                return False
             waiting = select(PendingPush.hub_id).where(PendingPush.connection_id == connection.id)
             return session.scalar(waiting.limit(1)) is not None
 
@@ -310,7 +311,7 @@ class SyncWorker:
             self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="crm-sync")
         return self._pool
 
-    def _requested(self, connection: CrmConnection, lease: Lease) -> bool:
+    def _requested(self, connection: CrmConnection) -> bool:
         with self.db.reading() as session:
             request = session.get(SyncRequest, connection.id)
             wanted = (
@@ -326,8 +327,7 @@ class SyncWorker:
             target,
             full=full,
             trigger=trigger,
-            sleep=lease.sleep(self.sleep),
-            progress_for=lambda _label: lease.progress(),
+            sleep=self.sleep,
         )
         with self.db.transaction() as session:
             session.execute(
@@ -339,9 +339,7 @@ class SyncWorker:
         log.info("crm sync done", connection=connection.name, runs=[r.counts for r in runs])
         return True
 
-    def _push_queued(self, connection: CrmConnection, lease: Lease) -> None:
-        if time.monotonic() < self._rest_until.get(connection.id, 0.0):
-            return
+    def _push_queued(self, connection: CrmConnection) -> None:
         read_at = utcnow()
         with self.db.reading() as session:
             queued = session.execute(
@@ -365,8 +363,7 @@ class SyncWorker:
                         target,
                         trigger="realtime",
                         only=contacts,
-                        sleep=lease.sleep(self.sleep),
-                        progress=lease.progress(),
+                        sleep=self.sleep,
                     )
                 )
             if deals:
@@ -376,8 +373,7 @@ class SyncWorker:
                         target,
                         trigger="realtime",
                         only=deals,
-                        sleep=lease.sleep(self.sleep),
-                        progress=lease.progress(),
+                        sleep=self.sleep,
                     )
                 )
         finally:

@@ -79,6 +79,8 @@ class HubSpotState:
     expired_tokens: set[str] = field(default_factory=set)
     rate_limited_calls: int = 0
     down: bool = False
+    batches_before_down: int | None = None
+    """Batch writes to take before going down (a CRM failing in the middle of a run)."""
     calls: list[tuple[str, str]] = field(default_factory=list)
     written: list[dict[str, Any]] = field(default_factory=list)
     owners: dict[str, str] = field(default_factory=dict)
@@ -294,6 +296,10 @@ def build_app(state: HubSpotState) -> FastAPI:
     async def batch(kind: str, action: str, request: Request) -> Response:
         if kind not in state.objects or action not in {"upsert", "update", "archive"}:
             return _error(404, "OBJECT_NOT_FOUND", f"No route for {kind}/batch/{action}")
+        if state.batches_before_down is not None:
+            if state.batches_before_down <= 0:
+                return _error(503, "SERVICE_UNAVAILABLE", "HubSpot is temporarily unavailable.")
+            state.batches_before_down -= 1
         body = await request.json()
         inputs = body.get("inputs")
         if not isinstance(inputs, list) or not inputs:
