@@ -75,6 +75,8 @@ class SalesHub:
     server_pid: int
     worker_pid: int | None  # the separate ``revhub worker`` (PostgreSQL only)
     workdir: Path
+    env: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    """The hub's environment (its secrets too): for ``revhub`` commands on the same hub."""
 
 
 def log_tail(path: Path, lines: int = 20) -> str:
@@ -114,7 +116,7 @@ def _hub_env(
     return env
 
 
-def _revhub(*args: str, env: dict[str, str], cwd: Path) -> str:
+def revhub(*args: str, env: dict[str, str], cwd: Path) -> str:
     command = [sys.executable, "-m", "revhub", *args]
     result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -216,8 +218,8 @@ def sales_hub(
         if backend == "postgres":
             reset_postgres(postgres_url)
             st.callback(delete_redis_keys, redis_url, prefix)
-        _revhub("migrate", env=env, cwd=workdir)
-        out = _revhub(
+        revhub("migrate", env=env, cwd=workdir)
+        out = revhub(
             "keys", "create", "--name", "bench-sales", "--role", "sales", "--expires-in-days", "1",
             env=env, cwd=workdir,
         )  # fmt: skip
@@ -248,7 +250,13 @@ def sales_hub(
             _wait_worker(worker, worker_log)
         _wait_ready(server, base_url, server_log)
         yield SalesHub(
-            backend, base_url, match.group(0), server.pid, worker.pid if worker else None, workdir
+            backend,
+            base_url,
+            match.group(0),
+            server.pid,
+            worker.pid if worker else None,
+            workdir,
+            env,
         )
         for proc, path in ((server, server_log), (worker, workdir / "worker.log")):
             if proc is not None and proc.poll() is not None:

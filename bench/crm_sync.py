@@ -49,6 +49,7 @@ says who used them.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import multiprocessing
 import os
@@ -89,6 +90,7 @@ from common import (
     _proc_stat,
     _servers_cpu_s,
     environment,
+    log_tail,
     percentiles_ms,
     reset_postgres,
     revhub,
@@ -211,13 +213,14 @@ def _stamp_writes(app: Any, crm: str, state: Any, receipts: dict[str, float]) ->
 
 
 def _edit_contacts(crm: str, state: Any, count: int, seed: int) -> int:
-    """Change the first name of ``count`` contacts in the CRM, as a user would, two
-    seconds from now (after every write of the push, also at Pipedrive's whole seconds)."""
-    at = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
+    """Change the first name of ``count`` contacts in the CRM, as a user would, from two
+    seconds on (after every write of the push, also at Pipedrive's whole seconds), a
+    millisecond apart."""
+    start = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
     with state.lock:
         chosen = random.Random(seed).sample(_live(crm, state, CONTACT_OBJECT[crm]), count)
         for i, record in enumerate(chosen):
-            name = f"Edited{i}"
+            name, at = f"Edited{i}", start + timedelta(milliseconds=i)
             if crm == "hubspot":
                 state.edit("contacts", record["id"], {"firstname": name}, at=at)
             elif crm == "salesforce":
@@ -400,7 +403,7 @@ class Meter:
         named = dict(zip(self.pids, d[3:-1], strict=True))
         other = max(0.0, machine - own - sum(named.values()) - servers)
         use = {"bench": own, **named, "pg_redis": servers, "other": other}
-        return {k: round(v / wall, 2) for k, v in use.items()}
+        return {k: round(max(0.0, v) / wall, 2) for k, v in use.items()}
 
 
 def cpu_cell(cpu: dict[str, float] | None) -> str:
@@ -549,7 +552,9 @@ def connect(hub: Hub, crm: str, url: str) -> Any:
         connection = service.add_connection(
             session, box, name=f"bench-{crm}", crm=crm, credentials=CREDENTIALS[crm], base_url=url
         )
-    return service.open_target(connection, box, service.mappings_for(hub.settings))
+    wanted = inspect.signature(service.open_target).parameters  # the engine is in flux
+    given = {"mappings": service.mappings_for(hub.settings), "db": hub.db}
+    return service.open_target(connection, box, **{k: v for k, v in given.items() if k in wanted})
 
 
 def deal_specs(hub: Hub, target: Any, count: int, seed: int) -> list[dict[str, Any]]:
@@ -685,6 +690,27 @@ def timed(
     return Timed(dict(run.counts), run.status, seconds, cpu, run.detail or "")
 
 
+def hub_counts(hub: Hub, target: Any) -> dict[str, int]:
+    """Outbox events (all) and open conflicts (of the connection) the hub holds."""
+    from sqlalchemy import func, select
+
+    from revhub.core.events.models import OutboxEvent
+    from revhub.crm.models import Conflict
+
+    with hub.db.reading() as session:
+        events = session.scalar(select(func.count()).select_from(OutboxEvent)) or 0
+        conflicts = session.scalar(
+            select(func.count(Conflict.id)).where(
+                Conflict.connection_id == target.connection_id, Conflict.status == "open"
+            )
+        )
+    return {"outbox_events": events, "open_conflicts": conflicts or 0}
+
+
+def _grown(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {f"{k}_added": after[k] - before[k] for k in before}
+
+
 def throughput_run(
     crm: str, run: int, options: Options, template: Path | None, progress: Progress
 ) -> dict[str, Any]:
@@ -706,6 +732,7 @@ def throughput_run(
             result["busy_before"] = (
                 wait_quiet(options.quiet_wait) if options.quiet_wait > 0 else None
             )
+            counted = hub_counts(hub, target)
             push = timed(
                 f"{crm} push",
                 lambda advance: push_contacts(
@@ -718,6 +745,8 @@ def throughput_run(
             )
             held = fake.ask("held")
             push.extra["fake_calls"] = held["calls"]
+            counted, before_push = hub_counts(hub, target), counted
+            push.extra |= _grown(before_push, counted)
             if push.counts != {"created": options.contacts}:
                 checks.append(f"push counted {push.counts}, not {{'created': {options.contacts}}}")
             if held["contacts"] != options.contacts:
@@ -747,6 +776,13 @@ def throughput_run(
                 profile,
             )
             contacts.extra |= {"edited": edited, "fake_calls": fake.ask("held")["calls"] - before}
+            counted, before_pull = hub_counts(hub, target), counted
+            contacts.extra |= _grown(before_pull, counted)
+            if contacts.extra["open_conflicts_added"]:
+                warnings.append(
+                    f"pull contacts opened {contacts.extra['open_conflicts_added']} conflicts "
+                    f"(and published {contacts.extra['outbox_events_added']} outbox events)"
+                )
             result["pull_contacts"] = contacts.as_dict()
             if contacts.counts.get("failed"):
                 checks.append(f"pull contacts: {contacts.counts['failed']} rows failed")
@@ -779,7 +815,7 @@ def throughput_run(
                 "opportunities": made,
                 "won": won,
                 "fake_calls": fake.ask("held")["calls"] - before,
-            }
+            } | _grown(counted, hub_counts(hub, target))
             result["pull_deals"] = pulled.as_dict()
             if pulled.counts.get("created") != options.deals or pulled.counts.get("failed"):
                 checks.append(f"pull deals counted {pulled.counts}, not {options.deals} created")
@@ -886,9 +922,14 @@ def realtime_run(run: int, options: Options, progress: Progress) -> dict[str, An
             warmed = send_open_loop(client, warm, 5.0, progress)
             receipts = wait_received(fake, {w.email for w in warmed}, 30.0, progress)
             if not {w.email for w in warmed} <= receipts.keys():
+                logs = "\n".join(
+                    f"--- {name}:\n{log_tail(hub.workdir / name, 15)}"
+                    for name in ("server.log", "worker.log")
+                    if (hub.workdir / name).exists()
+                )
                 raise BenchError(
-                    "warm-up: the leads did not reach the HubSpot fake in 30 s "
-                    f"(answers {[w.status for w in warmed]}); see {hub.workdir}/server.log"
+                    "warm-up: the leads did not reach the HubSpot fake in 30 s (answers "
+                    f"{[w.status for w in warmed]}, fake {fake.ask('held')})\n{logs}"
                 )
             result["busy_before"] = (
                 wait_quiet(options.quiet_wait) if options.quiet_wait > 0 else None

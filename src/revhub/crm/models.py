@@ -170,7 +170,10 @@ class Conflict(Base):
     never resolved automatically; a person picks the side over the API."""
 
     __tablename__ = "crm_conflict"
-    __table_args__ = (Index("ix_crm_conflict_status", "status", "detected_at"),)
+    __table_args__ = (
+        Index("ix_crm_conflict_status", "status", "detected_at"),
+        Index("ix_crm_conflict_record", "connection_id", "kind", "hub_id", "field"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     connection_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("crm_connection.id"))

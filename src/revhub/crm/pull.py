@@ -400,11 +400,18 @@ def _new_deal(session: Session, target: Target, record: Record) -> Outcome:
         if mapped.crm in record.fields
     }
     contact = _deal_contact(session, target, values)
-    if contact is None or contact.account_id is None:
+    if contact is None:
         return (
             None,
             "failed",
-            ("the deal names no contact the hub knows (map lead_id or contact_crm_id on the deal)"),
+            "the deal names no contact the hub knows (map lead_id or contact_crm_id on the deal)",
+        )
+    if contact.account_id is None:
+        return (
+            None,
+            "failed",
+            "the deal's contact has no account (a personal e-mail domain): give the contact a "
+            "company domain in the hub, then pull again",
         )
     fields = _deal_changes(values, None)
     closed_at = fields.get("closed_at")

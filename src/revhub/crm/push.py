@@ -285,11 +285,21 @@ def _push_chunk(
                 log.record(session, hub_id, "unchanged", error=absent)
         for hub_id in unchanged:
             log.record(session, hub_id, "unchanged", crm_id=links[hub_id].crm_id)
+        known = {
+            link.hub_id: link
+            for link in session.scalars(
+                select(CrmLink).where(
+                    CrmLink.connection_id == target.connection_id,
+                    CrmLink.kind == kind,
+                    CrmLink.hub_id.in_([item.hub_id for item in written]),
+                )
+            )
+        }
         for item, result in zip(written, sent.results, strict=True):
             if result.outcome == "failed":
                 log.record(session, item.hub_id, "failed", error=result.error)
                 continue
-            remember(session, target, kind, item.hub_id, result, item.state)
+            remember(session, target, kind, item.hub_id, result, item.state, known)
             log.record(session, item.hub_id, result.outcome, crm_id=result.crm_id)
         for item in planned[len(written) :]:
             log.record(session, item.hub_id, "failed", error=f"CRM unavailable: {sent.down}")
@@ -465,14 +475,20 @@ def remember(
     hub_id: uuid.UUID,
     result: RowResult,
     state: dict[str, Any],
+    known: dict[uuid.UUID, CrmLink] | None = None,
 ) -> CrmLink:
     """Keep what the CRM now holds for ``hub_id``: its id, the written values (the next
-    merge's common ancestor) and the vendor's time of the write."""
-    link = session.scalar(
-        select(CrmLink).where(
-            CrmLink.connection_id == target.connection_id,
-            CrmLink.kind == kind,
-            CrmLink.hub_id == hub_id,
+    merge's common ancestor) and the vendor's time of the write. ``known``: the links of a
+    whole chunk, read at once by the caller (absent there: no link yet)."""
+    link = (
+        known.get(hub_id)
+        if known is not None
+        else session.scalar(
+            select(CrmLink).where(
+                CrmLink.connection_id == target.connection_id,
+                CrmLink.kind == kind,
+                CrmLink.hub_id == hub_id,
+            )
         )
     )
     if link is None:

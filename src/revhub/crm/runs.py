@@ -35,6 +35,9 @@ class RunLog:
     indexes: bool = True
     """Whether rows enter and leave the failed-row index: a push's and a reconciliation's
     do (the index is what the next push sends again); a pull's do not."""
+    indexed: set[uuid.UUID] = field(default_factory=set)
+    """The hub ids in the failed-row index (read at the start, kept as the run goes): a
+    success takes a row out with a DELETE only when it is in."""
     counts: Counter[str] = field(default_factory=Counter)
     paused_seconds: float = 0.0
     detail: str = ""
@@ -58,7 +61,9 @@ class RunLog:
             return
         if outcome == "failed":
             _index_failure(session, self.connection_id, self.kind, hub_id, error or "failed")
-        else:
+            self.indexed.add(hub_id)
+        elif hub_id in self.indexed:
+            self.indexed.discard(hub_id)
             session.execute(
                 delete(FailedRow).where(
                     FailedRow.connection_id == self.connection_id,
@@ -85,8 +90,16 @@ def start_run(
         )
         session.add(run)
         session.flush()
+        indexes = direction != "pull"
+        indexed = (
+            set(failed_ids(session, connection_id=connection_id, kind=kind)) if indexes else set()
+        )
         return RunLog(
-            run_id=run.id, connection_id=connection_id, kind=kind, indexes=direction != "pull"
+            run_id=run.id,
+            connection_id=connection_id,
+            kind=kind,
+            indexes=indexes,
+            indexed=indexed,
         )
 
 

@@ -378,7 +378,7 @@ class SyncWorker:
                 )
         finally:
             target.close()
-        if any(run.status == "failed" for run in runs):
+        if any(run.detail.startswith("CRM unavailable") for run in runs):
             self._rest_until[connection.id] = time.monotonic() + REST_AFTER_FAILURE
         with self.db.transaction() as session:
             session.execute(
