@@ -645,26 +645,22 @@ def crm_reconcile(name: Annotated[str, typer.Argument(help="The connection's nam
     the failed-row index, so the next sync pushes them again."""
     from revhub.contacts.pii import pii_for
     from revhub.crm import service as crm_service
-    from revhub.crm.reconcile import reconcile
+    from revhub.crm.reconcile import reconcile_connection
 
     with _hub() as (settings, db):
-        with db.transaction() as session:
-            try:
-                connection = crm_service.get_connection(session, name=name)
-            except RevHubError as exc:
-                err.print(f"[red]{exc.detail}[/red] (see `revhub crm list`).")
-                raise typer.Exit(1) from exc
-            session.expunge(connection)
-        box = crm_service.credentials_box(settings)
-        target = crm_service.open_target(connection, box, crm_service.mappings_for(settings), db)
         try:
             with out.status(f"Reading {name} and comparing…"):
-                report = reconcile(db, pii_for(settings), target, trigger="cli")
+                report = reconcile_connection(
+                    db,
+                    pii_for(settings),
+                    crm_service.credentials_box(settings),
+                    crm_service.mappings_for(settings),
+                    name=name,
+                    trigger="cli",
+                )
         except ConnectorError as exc:
             err.print(f"[red]{name}: the CRM did not answer:[/red] {exc}")
             raise typer.Exit(1) from exc
-        finally:
-            target.close()
     table = Table("hub id", "crm id", "problem")
     for found in report.discrepancies[:50]:
         table.add_row(str(found.hub_id or "-"), found.crm_id or "-", found.problem)

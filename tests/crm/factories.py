@@ -7,11 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from revhub.contacts.pii import pii_for
 from revhub.core.db import Database
 from revhub.core.settings import Settings
 from revhub.crm import service
+from revhub.crm.models import FailedRow
 from revhub.crm.pull import pull
 from revhub.crm.push import push_contacts
 from revhub.crm.service import Target
@@ -168,3 +171,11 @@ def webinar_attendee(client: TestClient, auth_headers: Headers, campaign: str) -
     }
     created(client.post(f"{SALES}/touchpoints", json=touch, headers=sales))
     return person
+
+
+def failed_rows(session: Session, target: Target) -> list[FailedRow]:
+    """The connection's failed-row index as the database holds it now."""
+    session.expire_all()
+    return list(
+        session.scalars(select(FailedRow).where(FailedRow.connection_id == target.connection_id))
+    )

@@ -17,14 +17,14 @@ from revhub.contacts.pii import pii_for
 from revhub.core.db import Database
 from revhub.core.settings import Settings
 from revhub.crm import service
-from revhub.crm.models import CrmConnection, FailedRow, FieldDecision
+from revhub.crm.models import CrmConnection, FieldDecision
 from revhub.crm.pull import pull
 from revhub.crm.push import MAX_PAUSES, push_contacts
-from revhub.crm.service import Target
 from tests.crm.factories import (
     LEADS,
     OAUTH,
     capture,
+    failed_rows,
     later,
     no_wait,
     pipedrive_oauth,
@@ -52,13 +52,6 @@ def posted(state: PipedriveState) -> list[str]:
         for w in state.written
         if (w["object"], w["method"]) == ("persons", "POST")
     ]
-
-
-def failed_rows(session: Session, target: Target) -> list[FailedRow]:
-    session.expire_all()
-    return list(
-        session.scalars(select(FailedRow).where(FailedRow.connection_id == target.connection_id))
-    )
 
 
 def test_captured_leads_become_pipedrive_persons_searched_then_created_once(

@@ -17,11 +17,18 @@ from revhub.contacts.pii import pii_for
 from revhub.core.db import Database
 from revhub.core.settings import Settings
 from revhub.crm.connectors.salesforce import LIMIT_WAIT_S, Salesforce
-from revhub.crm.models import FailedRow, FieldDecision
+from revhub.crm.models import FieldDecision
 from revhub.crm.pull import pull
 from revhub.crm.push import MAX_PAUSES, push_contacts
-from revhub.crm.service import Target
-from tests.crm.factories import LEADS, capture, later, no_wait, salesforce_target, won_deal_of
+from tests.crm.factories import (
+    LEADS,
+    capture,
+    failed_rows,
+    later,
+    no_wait,
+    salesforce_target,
+    won_deal_of,
+)
 from tests.crm.fakes.salesforce import INTEGRATION_USER, SALES_REP, SalesforceState
 from tests.crm.test_salesforce import DATA, KEY, TOKEN, UPSERT_LEADS
 from tests.sales.factories import CONTACTS, Headers, contact_by_email, created
@@ -33,13 +40,6 @@ def lead_of(state: SalesforceState, lead_id: str) -> dict[str, Any]:
     """The one live Lead holding ``lead_id`` in the External ID field."""
     (found,) = state.matching("Lead", KEY, lead_id)
     return found
-
-
-def failed_rows(session: Session, target: Target) -> list[FailedRow]:
-    session.expire_all()
-    return list(
-        session.scalars(select(FailedRow).where(FailedRow.connection_id == target.connection_id))
-    )
 
 
 def test_captured_leads_are_upserted_into_salesforce_by_external_id_once(

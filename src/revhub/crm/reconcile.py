@@ -21,13 +21,15 @@ from sqlalchemy import select
 
 from revhub.contacts.models import Contact
 from revhub.contacts.pii import Pii
+from revhub.core.crypto import SecretBox
 from revhub.core.db import Database
 from revhub.crm.connectors.base import ConnectorError, Record
+from revhub.crm.mappings import Mappings
 from revhub.crm.pull import BEGINNING, changes_page
 from revhub.crm.push import CHUNK, Sleep, links_of
 from revhub.crm.records import PUSHED_BY_HUB, canon, contact_values
 from revhub.crm.runs import RunLog, finish_run, start_run
-from revhub.crm.service import Target
+from revhub.crm.service import Target, get_connection, open_target
 from revhub.sales.models import Lead
 
 TARGET_ACCURACY = 99.95
@@ -54,6 +56,21 @@ class Report:
     @property
     def meets_target(self) -> bool:
         return self.accuracy_percent >= TARGET_ACCURACY
+
+
+def reconcile_connection(
+    db: Database, pii: Pii, box: SecretBox, mappings: Mappings, *, name: str, trigger: str
+) -> Report:
+    """:func:`reconcile` of the connection ``name`` (404 when unknown), its connector opened
+    and closed here; no transaction is held while the CRM answers."""
+    with db.reading() as session:
+        connection = get_connection(session, name=name)
+        session.expunge(connection)
+    target = open_target(connection, box, mappings, db)
+    try:
+        return reconcile(db, pii, target, trigger=trigger)
+    finally:
+        target.close()
 
 
 def reconcile(
