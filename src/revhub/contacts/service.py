@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from revhub.contacts.models import Account, Consent, Contact, Identity, StageChange
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import RANK, Stage, can_move, furthest
-from revhub.core.db import get_or_404, utcnow
+from revhub.core.db import add_later, get_or_404, set_later, utcnow, write_held
 from revhub.core.errors import Conflict
 from revhub.core.events import outbox
 from revhub.core.pagination import newest_first
@@ -120,7 +120,9 @@ def get_or_create_account(
 ) -> Account:
     """The account of ``domain``; known firmographics fill gaps, never overwrite."""
     account = get_or_create_accounts(session, names={domain: name})[domain]
-    fill_account(account, industry=industry, employee_count=employee_count, country=country)
+    fill_account(
+        session, account, industry=industry, employee_count=employee_count, country=country
+    )
     return account
 
 
@@ -155,6 +157,7 @@ def _insert_new(session: Session, model: type[Account]) -> Any:
 
 
 def fill_account(
+    session: Session,
     account: Account,
     *,
     industry: str | None,
@@ -162,9 +165,10 @@ def fill_account(
     country: str | None,
 ) -> None:
     """Firmographics are first-come: a value fills a gap and never overwrites one."""
-    account.industry = account.industry or industry
-    account.employee_count = account.employee_count or employee_count
-    account.country = account.country or country
+    offered = {"industry": industry, "employee_count": employee_count, "country": country}
+    gaps = {k: v for k, v in offered.items() if v and not getattr(account, k)}
+    if gaps:
+        set_later(session, account, gaps)
 
 
 def create(
@@ -191,8 +195,9 @@ def create(
     update_profile(session, pii, contact=contact, profile=replace(profile, email=None))
     if profile.email is not None:
         seal_email(pii, contact, profile.email)
-        session.add(_identity(pii, contact, "email", profile.email))
-    session.add(
+        add_later(session, _identity(pii, contact, "email", profile.email))
+    add_later(
+        session,
         StageChange(
             contact_id=contact.id,
             from_stage=None,
@@ -200,7 +205,7 @@ def create(
             changed_at=at,
             reason="profile created",
             source=source,
-        )
+        ),
     )
     return contact
 
@@ -231,7 +236,7 @@ def identity_key(pii: Pii, kind: str, value: str) -> str:
 def add_identity(session: Session, pii: Pii, *, contact: Contact, kind: str, value: str) -> None:
     """Attach an identity the caller has already looked up and found free (a batch that
     prefetched its identities); ``link_identity`` is the form that looks and merges."""
-    session.add(_identity(pii, contact, kind, value))
+    add_later(session, _identity(pii, contact, kind, value))
 
 
 def seal_email(pii: Pii, contact: Contact, email: str) -> None:
@@ -315,7 +320,7 @@ def merge(session: Session, *, survivor: Contact, absorbed: Contact, reason: str
     stays, pointing at the survivor, so its id keeps resolving."""
     if survivor.id == absorbed.id:
         raise Conflict("A contact cannot be merged into itself.")
-    session.flush()
+    write_held(session)
     for model in (Identity, StageChange, Consent):
         session.execute(
             update(model)
@@ -388,7 +393,7 @@ def set_stage(
         reason=reason[:500],
         source=source,
     )
-    session.add(change)
+    add_later(session, change)
     contact.stage, contact.stage_changed_at = to_stage, at
     outbox.publish(
         session,
@@ -436,7 +441,7 @@ def record_consent(
         source=source,
         recorded_at=at or utcnow(),
     )
-    session.add(consent)
+    add_later(session, consent)
     return consent
 
 

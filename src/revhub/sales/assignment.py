@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from revhub.contacts import service as contacts
 from revhub.contacts.models import Contact
 from revhub.contacts.stages import Stage
-from revhub.core.db import get_or_404, utcnow
+from revhub.core.db import add_later, get_or_404, utcnow
 from revhub.core.errors import Conflict, FieldError, InvalidInput
 from revhub.core.events import outbox
 from revhub.sales import qualification
@@ -178,7 +178,7 @@ def _record(
         reason=reason[:500],
         assigned_at=utcnow(),
     )
-    session.add(assignment)
+    add_later(session, assignment)
     return Assigned(assignment, rep, territory)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from revhub.contacts import service as contacts
 from revhub.contacts.models import Account, Contact
 from revhub.contacts.stages import Stage
+from revhub.core.db import add_later, set_later
 from revhub.core.errors import NotFound
 from revhub.core.events import outbox
 from revhub.sales import quality
@@ -84,6 +85,18 @@ def activities(
     for contact_id, kind, at, content in rows:
         found[contact_id].append(Activity(kind, at, content or None))
     return found
+
+
+SCORE_COLUMNS = (
+    "fit",
+    "engagement",
+    "total",
+    "email_engagement",
+    "content_pieces",
+    "web_sessions",
+    "icp_fit",
+)
+"""What a score is; a recomputation that changes any of them is kept as a ``ScoreChange``."""
 
 
 @dataclass(frozen=True)
@@ -154,51 +167,29 @@ def store_score(
     stored score, None for a person never scored), keep the change with its reasons, and
     qualify them as an MQL when they cross the line."""
     result = compute(model.document, facts, acts, now)
-    if current is None:
-        current = LeadScore(contact_id=contact.id, total=0, fit=0, engagement=0)
-        session.add(current)
-    before = (
-        current.fit,
-        current.engagement,
-        current.total,
-        current.email_engagement,
-        current.content_pieces,
-        current.web_sessions,
-        current.icp_fit,
-    )
-    after = (
-        result.fit,
-        result.engagement,
-        result.total,
-        result.email_engagement,
-        result.content_pieces,
-        result.web_sessions,
-        result.icp_fit,
-    )
+    after = {name: getattr(result, name) for name in SCORE_COLUMNS}
+    before = {name: getattr(current, name) for name in SCORE_COLUMNS} if current else {}
     changed = before != after
     if changed:
-        session.add(
+        add_later(
+            session,
             ScoreChange(
                 contact_id=contact.id,
                 changed_at=now,
                 fit=result.fit,
                 engagement=result.engagement,
                 total=result.total,
-                delta=result.total - (current.total or 0),
+                delta=result.total - ((current.total if current else 0) or 0),
                 trigger=trigger,
                 reasons=result.reasons,
-            )
+            ),
         )
-    (
-        current.fit,
-        current.engagement,
-        current.total,
-        current.email_engagement,
-        current.content_pieces,
-        current.web_sessions,
-        current.icp_fit,
-    ) = after
-    current.model_version, current.computed_at = model.version, now
+    values = after | {"model_version": model.version, "computed_at": now}
+    if current is None:
+        current = LeadScore(contact_id=contact.id, **values)
+        session.add(current)
+    else:
+        set_later(session, current, values)
     became_mql = result.is_mql and contact.stage == Stage.LEAD
     if became_mql:
         _qualify(session, contact, result, now)

@@ -15,13 +15,14 @@ from pydantic import BaseModel
 from revhub.contacts.pii import Pii, pii_for
 from revhub.core.auth.principal import Principal
 from revhub.core.auth.scopes import read, write
-from revhub.core.http import DbSession, hub_of, require
+from revhub.core.http import DbSession, audit_entry, hub_of, mark_audited, require
 from revhub.core.idempotency import idempotent
 from revhub.core.pagination import MAX_LIMIT, cursor_field, next_after
 from revhub.core.responses import PROTECTED, problems
 from revhub.core.schemas import Page
 from revhub.sales import qualification, service, touchpoints
 from revhub.sales import schemas as s
+from revhub.sales.capture_queue import CaptureQueue, queue_of
 from revhub.sales.router_pipeline import router as pipeline_router
 from revhub.sales.router_team import router as team_router
 from revhub.sales.scoring import ScoringModelDocument
@@ -45,6 +46,14 @@ WRITE = require(write("sales"))
 
 def pii_of(request: Request) -> Pii:
     return pii_for(hub_of(request).settings)
+
+
+def _capture_queue(request: Request) -> CaptureQueue:
+    hub = hub_of(request)
+    return queue_of(
+        request.app.state,
+        lambda: CaptureQueue(hub.db, pii_of(request), hub.settings.secrets["audit_key"]),
+    )
 
 
 def _once(
@@ -89,6 +98,11 @@ def capture_lead(
 ) -> BaseModel | JSONResponse:
     """Capture one lead (form submission, e-mail sign-up, webinar registration) through the
     six steps of seed 002; the answer says what each step did."""
+    if idempotency_key is None:
+        result = _capture_queue(request).capture(body, audit_entry(request))
+        mark_audited(request)
+        request.state.resource_id = str(result.lead_id)
+        return result
 
     def produce() -> tuple[BaseModel, int]:
         result = service.capture_lead(session, pii_of(request), lead_in=body)

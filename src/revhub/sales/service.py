@@ -36,7 +36,7 @@ from revhub.contacts import service as contacts
 from revhub.contacts.models import Account, Contact
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import Stage
-from revhub.core.db import utcnow
+from revhub.core.db import add_later, batched_writes, utcnow
 from revhub.core.errors import Conflict, FieldError, InvalidInput
 from revhub.core.events import outbox
 from revhub.core.schemas import item_errors
@@ -140,7 +140,7 @@ def _capture(
     if not good:
         return [c for c in checked if isinstance(c, InvalidInput)]
     intake = Intake.load(session, pii, good, model)
-    with outbox.held_until_done(session), session.no_autoflush:
+    with batched_writes(session), outbox.held_until_done(session), session.no_autoflush:
         results = [
             c if isinstance(c, InvalidInput) else _process(session, pii, intake, c, model)
             for c in checked
@@ -240,7 +240,8 @@ def _process(
         "assignment": assigned.model_dump(mode="json"),
         "follow_up": follow_up.model_dump(mode="json"),
     }
-    session.add(
+    add_later(
+        session,
         LeadCapture(
             id=uuid.uuid4(),
             lead_id=lead.id,
@@ -248,7 +249,7 @@ def _process(
             campaign_id=c.campaign.id if c.campaign else None,
             captured_at=at,
             steps=steps,
-        )
+        ),
     )
     return s.LeadResult(
         lead_id=lead.id, contact_id=contact.id, steps=s.LeadSteps.model_validate(steps)
@@ -288,7 +289,7 @@ def _deduplicate(
     session: Session, pii: Pii, intake: Intake, c: Checked
 ) -> tuple[Contact, s.Deduplication]:
     """The profile this lead belongs to and what happened to find it."""
-    account = _account(intake, c)
+    account = _account(session, intake, c)
     by_email = intake.by_email.get(c.email_key)
     by_visitor = intake.by_visitor.get(c.visitor) if c.visitor else None
     contact, outcome, merged = _resolve(session, pii, intake, c, account, by_email, by_visitor)
@@ -351,13 +352,14 @@ def _resolve(
     return by_visitor, "identified", []
 
 
-def _account(intake: Intake, c: Checked) -> Account | None:
+def _account(session: Session, intake: Intake, c: Checked) -> Account | None:
     """The company's account (read or created up front), its gaps filled from this lead."""
     if c.clean.company_domain is None:
         return None
     account = intake.accounts[c.clean.company_domain]
     lead_in = c.lead_in
     contacts.fill_account(
+        session,
         account,
         industry=lead_in.industry.strip().lower()[:100] if lead_in.industry else None,
         employee_count=lead_in.employee_count,
@@ -383,13 +385,14 @@ def _flag_fuzzy_duplicates(
             continue
         similarity = quality.likely_duplicate(c.clean, _Named(first_name, last_name, other.company))
         if similarity is not None:
-            session.add(
+            add_later(
+                session,
                 DuplicateReview(
                     id=uuid.uuid4(),
                     contact_id=contact.id,
                     candidate_id=other.id,
                     similarity=similarity,
-                )
+                ),
             )
             flagged.append(s.PossibleDuplicate(contact_id=other.id, similarity=similarity))
     colleagues.append(contact)

@@ -22,7 +22,7 @@ from revhub.contacts import service as contacts
 from revhub.contacts.models import Account, Contact
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import Stage
-from revhub.core.db import get_or_404, utcnow
+from revhub.core.db import add_later, batched_writes, get_or_404, utcnow
 from revhub.core.errors import Conflict, FieldError, InvalidInput
 from revhub.core.events import outbox
 from revhub.core.pagination import newest_first
@@ -102,7 +102,7 @@ def record(
         meta=meta or {},
         external_id=external_id,
     )
-    session.add(touchpoint)
+    add_later(session, touchpoint)
     return touchpoint
 
 
@@ -168,26 +168,30 @@ def add_touchpoints(
                 index=index, status=422, errors=item_errors(exc, prefix)
             )
     batch = _prefetch(session, pii, list(wanted.values()))
-    for index, tp_in in wanted.items():
-        try:
-            touchpoint, existing = _add_one(
-                session, pii, tp_in, f"body.touchpoints[{index}]", batch
-            )
-        except InvalidInput as exc:
-            errors = [{"field": e.field, "message": e.message, "type": e.type} for e in exc.errors]
-            results[index] = s.TouchpointItem(index=index, status=422, errors=errors)
-            continue
-        results[index] = s.TouchpointItem(
-            index=index,
-            status=200 if existing else 201,
-            id=touchpoint.id,
-            contact_id=touchpoint.contact_id,
-        )
+    with batched_writes(session):
+        for index, tp_in in wanted.items():
+            results[index] = _item(session, pii, index, tp_in, batch)
     _finish(session, batch, now)
     ordered = [results[i] for i in range(len(items))]
     accepted = sum(r.status < 300 for r in ordered)
     return s.TouchpointBulkResult(
         accepted=accepted, rejected=len(ordered) - accepted, results=ordered
+    )
+
+
+def _item(
+    session: Session, pii: Pii, index: int, tp_in: s.TouchpointCreate, batch: _Batch
+) -> s.TouchpointItem:
+    try:
+        touchpoint, existing = _add_one(session, pii, tp_in, f"body.touchpoints[{index}]", batch)
+    except InvalidInput as exc:
+        errors = [{"field": e.field, "message": e.message, "type": e.type} for e in exc.errors]
+        return s.TouchpointItem(index=index, status=422, errors=errors)
+    return s.TouchpointItem(
+        index=index,
+        status=200 if existing else 201,
+        id=touchpoint.id,
+        contact_id=touchpoint.contact_id,
     )
 
 
@@ -202,8 +206,9 @@ def add_touchpoint(
 
 def _finish(session: Session, batch: _Batch, now: datetime | None) -> None:
     session.flush()
-    announce(session, batch)
-    rescore_touched(session, batch.touched.values(), now=now or utcnow())
+    with batched_writes(session), outbox.held_until_done(session):
+        announce(session, batch)
+        rescore_touched(session, batch.touched.values(), now=now or utcnow())
 
 
 def announce(session: Session, batch: _Batch) -> None:

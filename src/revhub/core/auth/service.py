@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import jwt
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from revhub.core.auth.models import ApiKey
@@ -118,13 +118,25 @@ def _active_key(session: Session, token: str, now: datetime) -> ApiKey | None:
 
 def authenticate_key(session: Session, *, token: str, now: datetime) -> Principal:
     """The principal of an API key; 401 if it is unknown, revoked or expired."""
+    principal, stale = verify_key(session, token=token, now=now)
+    if stale:
+        note_use(session, key_id=principal.credential_id, now=now)
+    return principal
+
+
+def verify_key(session: Session, *, token: str, now: datetime) -> tuple[Principal, bool]:
+    """The principal of an API key (401 if it is unknown, revoked or expired), and whether
+    its ``last_used_at`` is older than ``LAST_USED_RESOLUTION``. Only reads, so a request
+    authenticates on a read-only session and writes the last use, when due, on its own."""
     key = _active_key(session, token, now)
     if key is None:
         raise Unauthenticated("The API key is unknown, revoked or expired.")
-    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
-        key.last_used_at = now
-        session.flush()
-    return _principal(key, ROLE_SCOPES[Role(key.role)], "api_key")
+    stale = key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION
+    return _principal(key, ROLE_SCOPES[Role(key.role)], "api_key"), stale
+
+
+def note_use(session: Session, *, key_id: uuid.UUID, now: datetime) -> None:
+    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
 
 
 def _principal(key: ApiKey, scopes: frozenset[str], via: str) -> Principal:

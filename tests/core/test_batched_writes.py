@@ -1,0 +1,120 @@
+"""Batched writes: history rows and counter updates held to the end of a batch and written
+as one statement per table, or not at all when the batch fails."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from revhub.contacts.models import Contact, StageChange
+from revhub.core.db import add_later, batched_writes, set_later, utcnow, write_held
+
+
+def _person(session: Session) -> Contact:
+    contact = Contact(id=uuid.uuid4(), stage="lead", stage_changed_at=utcnow())
+    session.add(contact)
+    session.flush()
+    return contact
+
+
+def _change(contact: Contact, to_stage: str) -> StageChange:
+    return StageChange(
+        contact_id=contact.id, to_stage=to_stage, changed_at=utcnow(), reason="t", source="t"
+    )
+
+
+def _changes(session: Session, contact: Contact) -> list[str]:
+    query = select(StageChange.to_stage).where(StageChange.contact_id == contact.id)
+    return sorted(session.scalars(query))
+
+
+@contextmanager
+def _statements(session: Session) -> Iterator[list[str]]:
+    seen: list[str] = []
+    engine = session.get_bind()
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append(statement.split("(")[0].strip())
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def test_held_rows_are_written_in_one_insert_when_the_block_ends(session: Session) -> None:
+    contact = _person(session)
+    with _statements(session) as seen:
+        with batched_writes(session):
+            for stage in ("mql", "sql", "opportunity"):
+                add_later(session, _change(contact, stage))
+            assert _changes(session, contact) == []
+        inserts = [s for s in seen if s.startswith("INSERT INTO stage_change")]
+    assert len(inserts) == 1
+    assert _changes(session, contact) == ["mql", "opportunity", "sql"]
+
+
+def test_nothing_held_is_written_when_the_block_raises(session: Session) -> None:
+    contact = _person(session)
+
+    def failing_batch() -> None:
+        with batched_writes(session):
+            add_later(session, _change(contact, "mql"))
+            raise RuntimeError("the batch failed")
+
+    with pytest.raises(RuntimeError):
+        failing_batch()
+    with batched_writes(session):
+        add_later(session, _change(contact, "sql"))
+    assert _changes(session, contact) == ["sql"]
+
+
+def test_outside_a_block_a_row_is_added_as_usual(session: Session) -> None:
+    contact = _person(session)
+    add_later(session, _change(contact, "mql"))
+    assert _changes(session, contact) == ["mql"]  # autoflush found it
+
+
+def test_write_held_makes_rows_visible_inside_the_block(session: Session) -> None:
+    """A merge inside a batch moves a person's rows with UPDATEs; it writes what is held
+    first so that rows added earlier in the batch move too."""
+    contact = _person(session)
+    with batched_writes(session):
+        add_later(session, _change(contact, "mql"))
+        write_held(session)
+        assert _changes(session, contact) == ["mql"]
+        add_later(session, _change(contact, "sql"))
+    assert _changes(session, contact) == ["mql", "sql"]
+
+
+def test_set_later_shows_at_once_and_is_stored_at_the_end(session: Session) -> None:
+    people = [_person(session) for _ in range(3)]
+    with _statements(session) as seen, batched_writes(session):
+        for n, contact in enumerate(people):
+            set_later(session, contact, {"company": f"Firm {n}", "quality_score": n})
+            assert contact.company == f"Firm {n}"
+            assert contact not in session.dirty
+    assert len([s for s in seen if s.startswith("UPDATE contact")]) == 1
+    session.expire_all()
+    stored = {
+        c.company: c.quality_score
+        for c in session.scalars(select(Contact).where(Contact.id.in_([p.id for p in people])))
+    }
+    assert stored == {"Firm 0": 0, "Firm 1": 1, "Firm 2": 2}
+
+
+def test_nested_blocks_write_when_the_outermost_ends(session: Session) -> None:
+    contact = _person(session)
+    with batched_writes(session):
+        with batched_writes(session):
+            add_later(session, _change(contact, "mql"))
+        assert _changes(session, contact) == []
+    count = select(func.count()).select_from(StageChange)
+    assert session.scalar(count.where(StageChange.contact_id == contact.id)) == 1

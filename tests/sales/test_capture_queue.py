@@ -1,0 +1,128 @@
+"""Single leads arriving together are captured together, each with its own answer and
+audit entry. These tests commit for real (threads, one SQLite file or PostgreSQL database
+of their own), so they use a scratch database, not the test's rolled-back transaction."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select, text
+
+from revhub.contacts.pii import pii_for
+from revhub.core.audit import service as audit
+from revhub.core.audit.models import AuditEntry
+from revhub.core.db import Database, utcnow
+from revhub.core.errors import InvalidInput
+from revhub.core.observability import REGISTRY
+from revhub.core.settings import Settings
+from revhub.migrations import upgrade
+from revhub.sales import schemas as s
+from revhub.sales.capture_queue import CaptureQueue
+from revhub.sales.models import Lead
+from tests.sales.factories import lead_at, unique
+
+
+@pytest.fixture
+def hub_db(scratch_database_url: str) -> Iterator[Database]:
+    upgrade(scratch_database_url)
+    db = Database.from_url(scratch_database_url)
+    yield db
+    db.engine.dispose()
+
+
+def _queue(db: Database, settings: Settings) -> CaptureQueue:
+    return CaptureQueue(db, pii_for(settings), settings.secrets["audit_key"])
+
+
+def _entry() -> audit.AuditEvent:
+    return audit.AuditEvent(
+        occurred_at=utcnow(),
+        actor="test",
+        action="POST /api/v1/integrations/sales/leads",
+        resource_type="sales",
+        outcome="success",
+        status_code=201,
+    )
+
+
+def _batches() -> float:
+    return REGISTRY.get_sample_value("revhub_lead_capture_batch_size_count") or 0.0
+
+
+def _capture_all(
+    queue: CaptureQueue, db: Database, bodies: list[dict[str, object]]
+) -> list[s.LeadResult | Exception]:
+    """Send ``bodies`` from threads of their own while a writer holds the database, so
+    they all queue; then let them go."""
+    answers: list[s.LeadResult | Exception] = [RuntimeError("no answer")] * len(bodies)
+
+    def send(i: int) -> None:
+        try:
+            answers[i] = queue.capture(s.LeadCreate.model_validate(bodies[i]), _entry())
+        except Exception as exc:
+            answers[i] = exc
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+    with db.transaction() as blocker:  # holds the write lock (SQLite) / a row (PostgreSQL)
+        blocker.execute(text("UPDATE audit_head SET seq = seq WHERE id = 1"))
+        for thread in threads:
+            thread.start()
+        threading.Event().wait(0.5)
+    for thread in threads:
+        thread.join(30)
+    return answers
+
+
+def test_leads_sent_together_share_transactions_and_each_gets_its_answer(
+    hub_db: Database, settings: Settings
+) -> None:
+    queue = _queue(hub_db, settings)
+    bodies = [lead_at(f"{unique('q')}.example") for _ in range(12)]
+    before = _batches()
+
+    answers = _capture_all(queue, hub_db, bodies)
+
+    assert all(isinstance(a, s.LeadResult) for a in answers), answers
+    lead_ids = {a.lead_id for a in answers if isinstance(a, s.LeadResult)}
+    assert len(lead_ids) == 12
+    assert _batches() - before < 12  # some leads were committed together
+    with hub_db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Lead)) == 12
+        audited = set(session.scalars(select(AuditEntry.resource_id)))
+        assert {str(i) for i in lead_ids} <= audited
+        assert audit.verify(session, key=settings.secrets["audit_key"]).ok
+
+
+def test_a_refused_lead_fails_alone(hub_db: Database, settings: Settings) -> None:
+    queue = _queue(hub_db, settings)
+    bodies = [lead_at(f"{unique('r')}.example") for _ in range(5)]
+    bodies[2] = {**bodies[2], "email": "not an address"}
+
+    answers = _capture_all(queue, hub_db, bodies)
+
+    refused = answers[2]
+    assert isinstance(refused, InvalidInput)
+    assert [e.field for e in refused.errors] == ["body.email"]
+    assert all(isinstance(a, s.LeadResult) for i, a in enumerate(answers) if i != 2)
+    with hub_db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Lead)) == 4
+
+
+def test_the_same_person_twice_in_a_batch_is_one_profile(
+    hub_db: Database, settings: Settings
+) -> None:
+    queue = _queue(hub_db, settings)
+    body = lead_at(f"{unique('t')}.example")
+    answers = _capture_all(queue, hub_db, [body, body, body])
+    results = [a for a in answers if isinstance(a, s.LeadResult)]
+    assert len(results) == 3
+    assert len({r.contact_id for r in results}) == 1
+    assert sorted(r.steps.deduplication.outcome for r in results) == [
+        "created",
+        "updated",
+        "updated",
+    ]
+    assert all(isinstance(r.lead_id, uuid.UUID) for r in results)
