@@ -93,6 +93,7 @@ class Options:
     py_spy: Path | None
     quiet_wait: float
     src: Path | None
+    api_processes: int = 1
 
 
 def send_batches(
@@ -253,6 +254,7 @@ def run_backend(backend: str, options: Options) -> list[dict[str, Any]]:
             postgres_url=options.postgres_url,
             redis_url=options.redis_url,
             src=options.src,
+            api_processes=options.api_processes,
         ) as hub:
             runs.append(one_run(hub, options, run) | {"busy_before": idle})
     return runs
@@ -281,10 +283,12 @@ def build_report(options: Options, results: dict[str, list], started: datetime) 
         "concurrency": options.concurrency,
         "runs": options.runs,
         "seed": options.seed,
+        "api_processes": options.api_processes,
         "targets_per_second": TARGETS,
         "backends": {b: backend_report(r) for b, r in results.items()},
         **environment(started, tuple(results), options.postgres_url, options.src),
-        "note": f"client (httpx, 1 process), hub (uvicorn, 1 process; on PostgreSQL also a "
+        "note": f"client (httpx, 1 process), "
+        f"hub (uvicorn, {options.api_processes} process(es); on PostgreSQL also a "
         f"worker process), PostgreSQL and Redis share the same {os.cpu_count()} CPUs",
     }
 
@@ -372,6 +376,7 @@ def parse_args(argv: list[str] | None) -> Options:
         tuple(ns.backend or BACKENDS), ns.postgres, ns.redis_url, ns.seed, ns.output, ns.py_spy,
         ns.quiet_wait,
         ns.src,
+        ns.api_processes,
     )  # fmt: skip
 
 

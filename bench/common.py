@@ -203,12 +203,20 @@ def _wait_worker(proc: subprocess.Popen[bytes], log_path: Path) -> None:
 
 @contextmanager
 def sales_hub(
-    backend: str, *, postgres_url: str, redis_url: str, src: Path | None = None
+    backend: str,
+    *,
+    postgres_url: str,
+    redis_url: str,
+    src: Path | None = None,
+    api_processes: int = 1,
 ) -> Iterator[SalesHub]:
     """A fresh hub on ``backend``: migrated, a ``sales`` API key, ``serve`` (and on
     PostgreSQL a ``worker``) running; everything stopped and cleaned up afterwards. With
     ``src``, the hub's processes import ``revhub`` from that directory instead of the
-    installed one."""
+    installed one. ``api_processes`` > 1 runs ``serve --workers N`` (PostgreSQL only:
+    embedded mode is one process)."""
+    if api_processes > 1 and backend != "postgres":
+        raise HubError("--api-processes > 1 needs the postgres backend")
     if backend not in BACKENDS:
         raise HubError(f"unknown backend {backend!r}; one of {BACKENDS}")
     prefix = f"bench-sales-{secrets.token_hex(4)}:"
@@ -231,6 +239,7 @@ def sales_hub(
         server_log = workdir / "server.log"
         log = st.enter_context(server_log.open("wb"))
         command = [sys.executable, "-m", "revhub", "serve", "--host", "127.0.0.1"]
+        command += ["--workers", str(api_processes)] if api_processes > 1 else []
         server = subprocess.Popen(
             [*command, "--port", str(port)], env=env, cwd=workdir, stdout=log, stderr=log
         )
@@ -630,6 +639,17 @@ def _proc_stat(pid: int | str) -> tuple[str, float]:
     return head.partition("(")[2], (int(fields[11]) + int(fields[12])) / _ticks()
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its live descendants (``serve --workers N``)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += _proc_stat(current)[1]
+        for task in Path(f"/proc/{current}/task").iterdir():
+            todo += [int(c) for c in (task / "children").read_text().split()]
+    return total
+
+
 def _servers_cpu_s() -> float:
     """CPU seconds of every PostgreSQL and Redis server process."""
     total = 0.0
@@ -655,7 +675,7 @@ class CpuMeter:
 
     def _read(self) -> tuple[float, ...] | None:
         try:
-            procs = [_proc_stat(p)[1] if p else 0.0 for p in self.pids.values()]
+            procs = [_tree_cpu_s(p) if p else 0.0 for p in self.pids.values()]
             return (_machine_busy_s(), time.perf_counter(), time.process_time(), *procs,
                     _servers_cpu_s())  # fmt: skip
         except (OSError, ValueError, IndexError):
@@ -791,6 +811,12 @@ def add_hub_options(parser: argparse.ArgumentParser, *, default_output: Path) ->
     add("--postgres", default=DEFAULT_POSTGRES_URL, help="database (schema dropped each run)")
     add("--redis-url", default=DEFAULT_REDIS_URL, help="Redis (keys under a random prefix)")
     add("--seed", type=int, default=1, help="random seed of the generated data")
+    add(
+        "--api-processes",
+        type=int,
+        default=1,
+        help="PostgreSQL: run `revhub serve --workers N` (1); the figures name N",
+    )
     add("--output", type=Path, default=default_output, help="JSON file")
     add("--py-spy", type=Path, metavar="DIR", help="record py-spy profiles (run 1) into DIR")
     add(

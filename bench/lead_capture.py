@@ -102,6 +102,7 @@ class Options:
     py_spy: Path | None
     quiet_wait: float
     src: Path | None
+    api_processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,7 @@ def run_backend(backend: str, options: Options) -> list[dict[str, Any]]:
             postgres_url=options.postgres_url,
             redis_url=options.redis_url,
             src=options.src,
+            api_processes=options.api_processes,
         ) as hub:
             seeded = seed_sales(hub, visitors=visitors_needed(options), seed=options.seed + run)
             console.print(
@@ -265,9 +267,11 @@ def build_report(options: Options, results: dict[str, list], started: datetime) 
         "runs": options.runs,
         "connections": options.connections,
         "seed": options.seed,
+        "api_processes": options.api_processes,
         "backends": {b: backend_report(r) for b, r in results.items()},
         **environment(started, tuple(results), options.postgres_url, options.src),
-        "note": f"client (asyncio + httpx, 1 process), hub (uvicorn, 1 process; on PostgreSQL "
+        "note": f"client (asyncio + httpx, 1 process), "
+        f"hub (uvicorn, {options.api_processes} process(es); on PostgreSQL "
         f"also a worker process), PostgreSQL and Redis share the same {os.cpu_count()} CPUs",
     }
 
@@ -371,6 +375,7 @@ def parse_args(argv: list[str] | None) -> Options:
         tuple(ns.backend or BACKENDS), ns.postgres, ns.redis_url, ns.seed, ns.output, ns.py_spy,
         ns.quiet_wait,
         ns.src,
+        ns.api_processes,
     )  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -263,6 +263,20 @@ def write_held(session: Session) -> None:
         session.execute(update(model), changes)
     held.inserts.clear()
     held.updates.clear()
+
+
+def once_per_transaction(session: Session, name: str, load: Callable[[], T]) -> T:
+    """``load()``, called once per transaction of ``session`` and kept for the rest of it:
+    for what a consumer applying hundreds of events in one transaction reads for each
+    (the active webhook subscriptions, the active CRM connections), which cannot change
+    under it."""
+    transaction = session.get_transaction()
+    held = session.info.get(name)
+    if held is None or held[0] is not transaction:
+        held = (transaction, load())
+        session.info[name] = held
+    value: T = held[1]
+    return value
 
 
 def get_or_404(session: Session, model: type[T], key: object, *, label: str) -> T:

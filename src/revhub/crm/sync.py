@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from revhub.contacts.pii import Pii
 from revhub.core.crypto import SecretBox
-from revhub.core.db import Database, utcnow
+from revhub.core.db import Database, once_per_transaction, utcnow
 from revhub.core.errors import Conflict
 from revhub.crm.connectors.base import ObjectKind
 from revhub.crm.mappings import Mappings
@@ -42,6 +42,7 @@ from revhub.crm.pull import pull
 from revhub.crm.push import Progress, Sleep, push_contacts, push_deals
 from revhub.crm.service import Target, get_connection, open_target
 
+ACTIVE_CONNECTIONS = "revhub.crm.active_connections"
 PUSH_BATCH = 500
 LEASE_SECONDS = 300.0
 """How long a process holds a connection without renewing (a holder renews it every
@@ -230,9 +231,10 @@ def queue_push(session: Session, *, hub_id: uuid.UUID, kind: ObjectKind = "conta
     """Queue a contact or deal for the real-time push to every active connection (one
     queued already is queued again from now, so a change made while it is being pushed is
     not dropped with its queue entry)."""
-    connections = session.scalars(
-        select(CrmConnection.id).where(CrmConnection.active.is_(True))
-    ).all()
+    query = select(CrmConnection.id).where(CrmConnection.active.is_(True))
+    connections = once_per_transaction(
+        session, ACTIVE_CONNECTIONS, lambda: [*session.scalars(query)]
+    )
     for connection_id in connections:
         waiting = session.get(PendingPush, (connection_id, hub_id))
         if waiting is None:

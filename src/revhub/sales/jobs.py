@@ -29,6 +29,9 @@ from revhub.sales import qualification
 from revhub.sales.models import Lead, LeadScore, Opportunity, SalesNotification, SalesRep
 
 ALERTS = "alert-system"
+ALERTING = frozenset({"lead.mql_reached", "crm.conflict_detected"})
+"""The events ``notify_sales`` turns into notifications; the consumer skips the rest
+without a transaction."""
 DECAY_JOB = "lead_score_decay"
 DECAY_BATCH = 500
 
@@ -119,7 +122,13 @@ def alerts_consumer() -> Consumer:
     def handle(session: Session, event: Event, topic: str) -> None:
         notify_sales(session, event)
 
-    return Consumer(ALERTS, frozenset(TOPICS), handle=handle, description="Automated alerting")
+    return Consumer(
+        ALERTS,
+        frozenset(TOPICS),
+        handle=handle,
+        event_types=ALERTING,
+        description="Automated alerting",
+    )
 
 
 def decay_scores(session: Session, context: JobContext) -> int:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from revhub import __version__
 from revhub.core.crypto import SecretBox
-from revhub.core.db import Database, get_or_404, utcnow
+from revhub.core.db import Database, get_or_404, once_per_transaction, utcnow
 from revhub.core.events.consumers import add_dead_letter
 from revhub.core.events.envelope import Event
 from revhub.core.observability import REGISTRY
@@ -111,14 +111,8 @@ def list_deliveries(
 def _active_subscriptions(session: Session) -> list[WebhookSubscription]:
     """Read once per transaction: the consumer applies a batch of hundreds of events in
     one, and the subscriptions cannot change under it."""
-    transaction = session.get_transaction()
-    held = session.info.get(ACTIVE_SUBSCRIPTIONS)
-    if held is None or held[0] is not transaction:
-        query = select(WebhookSubscription).where(WebhookSubscription.active.is_(True))
-        held = (transaction, [*session.scalars(query)])
-        session.info[ACTIVE_SUBSCRIPTIONS] = held
-    subscriptions: list[WebhookSubscription] = held[1]
-    return subscriptions
+    query = select(WebhookSubscription).where(WebhookSubscription.active.is_(True))
+    return once_per_transaction(session, ACTIVE_SUBSCRIPTIONS, lambda: [*session.scalars(query)])
 
 
 def enqueue_deliveries(session: Session, event: Event, *, topic: str, now: datetime) -> int:
