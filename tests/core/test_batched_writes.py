@@ -118,3 +118,15 @@ def test_nested_blocks_write_when_the_outermost_ends(session: Session) -> None:
         assert _changes(session, contact) == []
     count = select(func.count()).select_from(StageChange)
     assert session.scalar(count.where(StageChange.contact_id == contact.id)) == 1
+
+
+def test_set_later_twice_on_a_row_keeps_the_last_value_of_each_column(session: Session) -> None:
+    contact = _person(session)
+    with batched_writes(session):
+        set_later(session, contact, {"company": "First", "quality_score": 10})
+        set_later(session, contact, {"company": "Second"})
+        set_later(session, contact, {"job_title": "CTO"})
+    session.expire_all()
+    stored = session.get(Contact, contact.id)
+    assert stored is not None
+    assert (stored.company, stored.quality_score, stored.job_title) == ("Second", 10, "CTO")

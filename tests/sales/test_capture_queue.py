@@ -15,7 +15,9 @@ from revhub.contacts.pii import pii_for
 from revhub.core.audit import service as audit
 from revhub.core.audit.models import AuditEntry
 from revhub.core.db import Database, utcnow
-from revhub.core.errors import InvalidInput
+from revhub.core.errors import InvalidInput, Overloaded
+from revhub.core.events.envelope import correlated
+from revhub.core.events.models import OutboxEvent
 from revhub.core.observability import REGISTRY
 from revhub.core.settings import Settings
 from revhub.migrations import upgrade
@@ -33,8 +35,8 @@ def hub_db(scratch_database_url: str) -> Iterator[Database]:
     db.engine.dispose()
 
 
-def _queue(db: Database, settings: Settings) -> CaptureQueue:
-    return CaptureQueue(db, pii_for(settings), settings.secrets["audit_key"])
+def _queue(db: Database, settings: Settings, shed_after: float = 60.0) -> CaptureQueue:
+    return CaptureQueue(db, pii_for(settings), settings.secrets["audit_key"], shed_after=shed_after)
 
 
 def _entry() -> audit.AuditEvent:
@@ -61,7 +63,8 @@ def _capture_all(
 
     def send(i: int) -> None:
         try:
-            answers[i] = queue.capture(s.LeadCreate.model_validate(bodies[i]), _entry())
+            with correlated(f"request-{i}"):
+                answers[i] = queue.capture(s.LeadCreate.model_validate(bodies[i]), _entry())
         except Exception as exc:
             answers[i] = exc
 
@@ -96,6 +99,28 @@ def test_leads_sent_together_share_transactions_and_each_gets_its_answer(
         assert audit.verify(session, key=settings.secrets["audit_key"]).ok
 
 
+def test_each_leads_events_carry_its_own_requests_correlation_id(
+    hub_db: Database, settings: Settings
+) -> None:
+    queue = _queue(hub_db, settings)
+    bodies = [lead_at(f"{unique('c')}.example") for _ in range(6)]
+    before = _batches()
+
+    answers = _capture_all(queue, hub_db, bodies)
+
+    assert _batches() - before < 6
+    sent_by = {
+        a.lead_id: f"request-{i}" for i, a in enumerate(answers) if isinstance(a, s.LeadResult)
+    }
+    assert len(sent_by) == 6
+    with hub_db.transaction() as session:
+        processed = session.scalars(
+            select(OutboxEvent).where(OutboxEvent.event_type == "lead.processed")
+        ).all()
+    carried = {uuid.UUID(e.payload["lead_id"]): e.meta["correlation_id"] for e in processed}
+    assert carried == sent_by
+
+
 def test_a_refused_lead_fails_alone(hub_db: Database, settings: Settings) -> None:
     queue = _queue(hub_db, settings)
     bodies = [lead_at(f"{unique('r')}.example") for _ in range(5)]
@@ -126,3 +151,22 @@ def test_the_same_person_twice_in_a_batch_is_one_profile(
         "updated",
     ]
     assert all(isinstance(r.lead_id, uuid.UUID) for r in results)
+
+
+def test_leads_that_waited_too_long_are_shed_unstarted(
+    hub_db: Database, settings: Settings
+) -> None:
+    """Under overload a lead that waited past REVHUB_SHED_AFTER_SECONDS is answered 503
+    without work: its client has given up, and capturing it would make the rest late."""
+    queue = _queue(hub_db, settings, shed_after=0.2)
+    bodies = [lead_at(f"{unique('o')}.example") for _ in range(8)]
+
+    answers = _capture_all(queue, hub_db, bodies)  # the database is held for 0.5 s
+
+    shed = [a for a in answers if isinstance(a, Overloaded)]
+    stored = [a for a in answers if isinstance(a, s.LeadResult)]
+    assert shed, answers
+    assert len(shed) + len(stored) == 8
+    assert all(a.status == 503 and a.headers == {"Retry-After": "1"} for a in shed)
+    with hub_db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Lead)) == len(stored)

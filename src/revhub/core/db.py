@@ -194,9 +194,8 @@ HELD_ROWS = "revhub.held_rows"
 @dataclass
 class _Held:
     inserts: dict[type[Any], list[Any]] = field(default_factory=dict)
-    updates: dict[tuple[type[Any], tuple[str, ...]], list[dict[str, Any]]] = field(
-        default_factory=dict
-    )
+    updates: dict[tuple[type[Any], tuple[Any, ...]], dict[str, Any]] = field(default_factory=dict)
+    """Per row (model, primary key): its key and the values set on it, the last one winning."""
 
 
 @contextmanager
@@ -243,7 +242,7 @@ def set_later(session: Session, row: Any, values: dict[str, Any]) -> None:
     mapper = state.mapper
     names = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
     key = {name: getattr(row, name) for name in names}
-    held.updates.setdefault((mapper.class_, tuple(sorted(values))), []).append(key | values)
+    held.updates.setdefault((mapper.class_, tuple(key.values())), key).update(values)
 
 
 def write_held(session: Session) -> None:
@@ -259,7 +258,10 @@ def write_held(session: Session) -> None:
             by_columns.setdefault(frozenset(values), []).append(values)
         for values_list in by_columns.values():
             session.execute(insert(model).execution_options(render_nulls=True), values_list)
-    for (model, _keys), changes in held.updates.items():
+    by_model: dict[tuple[type[Any], frozenset[str]], list[dict[str, Any]]] = {}
+    for (model, _key), change in held.updates.items():
+        by_model.setdefault((model, frozenset(change)), []).append(change)
+    for (model, _columns), changes in by_model.items():
         session.execute(update(model), changes)
     held.inserts.clear()
     held.updates.clear()

@@ -52,7 +52,12 @@ def _capture_queue(request: Request) -> CaptureQueue:
     hub = hub_of(request)
     return queue_of(
         request.app.state,
-        lambda: CaptureQueue(hub.db, pii_of(request), hub.settings.secrets["audit_key"]),
+        lambda: CaptureQueue(
+            hub.db,
+            pii_of(request),
+            hub.settings.secrets["audit_key"],
+            shed_after=hub.settings.shed_after_seconds,
+        ),
     )
 
 
@@ -99,7 +104,8 @@ def capture_lead(
     """Capture one lead (form submission, e-mail sign-up, webinar registration) through the
     six steps of seed 002; the answer says what each step did."""
     if idempotency_key is None:
-        result = _capture_queue(request).capture(body, audit_entry(request))
+        arrived = getattr(request.state, "arrived", None)
+        result = _capture_queue(request).capture(body, audit_entry(request), arrived=arrived)
         mark_audited(request)
         request.state.resource_id = str(result.lead_id)
         return result

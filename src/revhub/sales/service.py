@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -39,6 +40,7 @@ from revhub.contacts.stages import Stage
 from revhub.core.db import add_later, batched_writes, utcnow
 from revhub.core.errors import Conflict, FieldError, InvalidInput
 from revhub.core.events import outbox
+from revhub.core.events.envelope import correlated
 from revhub.core.schemas import item_errors
 from revhub.sales import assignment, merging, qualification, quality, touchpoints
 from revhub.sales import schemas as s
@@ -109,14 +111,19 @@ def capture_batch(
     *,
     now: datetime | None = None,
     model: qualification.ActiveModel | None = None,
+    correlations: Sequence[str | None] | None = None,
 ) -> list[s.LeadResult | InvalidInput]:
     """The six steps for each ``(field prefix, lead)``, in order; a refused lead's place
-    holds its 422. Runs in a savepoint, again once if a twin request won a unique key."""
+    holds its 422. Runs in a savepoint, again once if a twin request won a unique key.
+    ``correlations``: the correlation id each lead's events carry (leads of several
+    requests captured together), instead of the caller's."""
     model = model or qualification.active_model(session)
     for attempt in (1, 2):
         try:
             with session.begin_nested():
-                return _capture(session, pii, wanted, now=now, model=model)
+                return _capture(
+                    session, pii, wanted, now=now, model=model, correlations=correlations
+                )
         except IntegrityError:
             if attempt == 2:
                 raise Conflict(
@@ -132,6 +139,7 @@ def _capture(
     *,
     now: datetime | None,
     model: qualification.ActiveModel,
+    correlations: Sequence[str | None] | None,
 ) -> list[s.LeadResult | InvalidInput]:
     keys = {lead_in.campaign for _, lead_in in wanted if lead_in.campaign}
     campaigns = touchpoints.campaigns_by_key(session, keys)
@@ -140,11 +148,14 @@ def _capture(
     if not good:
         return [c for c in checked if isinstance(c, InvalidInput)]
     intake = Intake.load(session, pii, good, model)
+    results: list[s.LeadResult | InvalidInput] = []
     with batched_writes(session), outbox.held_until_done(session), session.no_autoflush:
-        results = [
-            c if isinstance(c, InvalidInput) else _process(session, pii, intake, c, model)
-            for c in checked
-        ]
+        for i, c in enumerate(checked):
+            if isinstance(c, InvalidInput):
+                results.append(c)
+                continue
+            with correlated(correlations[i]) if correlations else nullcontext():
+                results.append(_process(session, pii, intake, c, model))
     intake.team.settle(session)
     session.flush()
     return results
