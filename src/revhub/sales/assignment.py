@@ -56,18 +56,37 @@ def region_of(country: str | None) -> str | None:
     return None if country is None else REGION_OF.get(country)
 
 
-def matches(territory: Territory, facts: LeadFacts) -> bool:
-    if territory.countries and facts.country not in territory.countries:
-        return False
-    if territory.regions and region_of(facts.country) not in territory.regions:
-        return False
-    industries = {i.casefold() for i in territory.industries}
-    if industries and (facts.industry or "").casefold() not in industries:
-        return False
-    size = facts.employee_count
-    if territory.min_employees is not None and (size is None or size < territory.min_employees):
-        return False
-    return territory.max_employees is None or (size is not None and size <= territory.max_employees)
+@dataclass(frozen=True)
+class Criteria:
+    """A territory's criteria, read once per batch rather than once per lead."""
+
+    countries: frozenset[str]
+    regions: frozenset[str]
+    industries: frozenset[str]
+    min_employees: int | None
+    max_employees: int | None
+
+    @classmethod
+    def of(cls, territory: Territory) -> Criteria:
+        return cls(
+            countries=frozenset(territory.countries),
+            regions=frozenset(territory.regions),
+            industries=frozenset(i.casefold() for i in territory.industries),
+            min_employees=territory.min_employees,
+            max_employees=territory.max_employees,
+        )
+
+    def hold(self, facts: LeadFacts) -> bool:
+        if self.countries and facts.country not in self.countries:
+            return False
+        if self.regions and region_of(facts.country) not in self.regions:
+            return False
+        if self.industries and (facts.industry or "").casefold() not in self.industries:
+            return False
+        size = facts.employee_count
+        if self.min_employees is not None and (size is None or size < self.min_employees):
+            return False
+        return self.max_employees is None or (size is not None and size <= self.max_employees)
 
 
 @dataclass
@@ -85,9 +104,13 @@ class Roster:
     territories: list[Territory]
     reps: dict[uuid.UUID, SalesRep]
     taken: dict[uuid.UUID, int] = field(default_factory=dict)
+    criteria: list[tuple[Territory, Criteria]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.criteria = [(t, Criteria.of(t)) for t in self.territories]
 
     def matching(self, facts: LeadFacts) -> list[Territory]:
-        return [t for t in self.territories if matches(t, facts)]
+        return [t for t, criteria in self.criteria if criteria.hold(facts)]
 
     def territory(self, territory_id: uuid.UUID | None) -> Territory | None:
         return next((t for t in self.territories if t.id == territory_id), None)

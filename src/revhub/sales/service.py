@@ -228,10 +228,11 @@ def _process(
     )
     intake.scores[contact.id] = rescored.stored
     lead = _lead_for(session, intake, contact, at=at)
+    scoring = _scoring_step(contact, rescored)
     steps: dict[str, Any] = {
         "validation": validation.model_dump(mode="json"),
         "deduplication": dedup.model_dump(mode="json"),
-        "scoring": _scoring_step(contact, rescored).model_dump(mode="json"),
+        "scoring": scoring.model_dump(mode="json"),
     }
     account = intake.account_of(session, contact)
     tenant = account.domain if account is not None else contacts.NO_ACCOUNT
@@ -262,9 +263,15 @@ def _process(
             steps=steps,
         ),
     )
-    return s.LeadResult(
-        lead_id=lead.id, contact_id=contact.id, steps=s.LeadSteps.model_validate(steps)
+    answer = s.LeadSteps(
+        validation=validation,
+        deduplication=dedup,
+        scoring=scoring,
+        crm=crm,
+        assignment=assigned,
+        follow_up=follow_up,
     )
+    return s.LeadResult(lead_id=lead.id, contact_id=contact.id, steps=answer)
 
 
 def _raw(lead_in: s.LeadCreate) -> quality.RawLead:
