@@ -17,12 +17,15 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
+    Column,
     DateTime,
     Engine,
     Integer,
     MetaData,
     Numeric,
     String,
+    Table,
+    bindparam,
     create_engine,
     event,
     insert,
@@ -228,6 +231,31 @@ def add_later(session: Session, row: Any) -> None:
     held.inserts.setdefault(type(row), []).append(row)
 
 
+def add_row_later(session: Session, model: type[Any], values: dict[str, Any]) -> None:
+    """:func:`add_later` for a row given as ``{attribute: value}`` rather than an object: for
+    what a batch writes by the thousand, where building ORM objects was most of the cost.
+    Outside :func:`batched_writes` it is inserted at once."""
+    held: _Held | None = session.info.get(HELD_ROWS)
+    if held is None:
+        session.flush()
+        insert_rows(session, model, [values])
+        return
+    held.inserts.setdefault(model, []).append(values)
+
+
+def set_row_later(
+    session: Session, model: type[Any], key: dict[str, Any], values: dict[str, Any]
+) -> None:
+    """:func:`set_later` for a row named by its primary key (``{attribute: value}``) with no
+    object loaded. Inside :func:`batched_writes` it is written after the held inserts, so
+    it may update a row :func:`add_row_later` holds; outside, at once."""
+    held: _Held | None = session.info.get(HELD_ROWS)
+    if held is None:
+        session.execute(update(model), [key | values])
+        return
+    held.updates.setdefault((model, tuple(key.values())), dict(key)).update(values)
+
+
 def set_later(session: Session, row: Any, values: dict[str, Any]) -> None:
     """Set ``values`` on a stored ``row``; inside :func:`batched_writes` the UPDATE joins
     one executemany per table (the object shows the new values at once)."""
@@ -252,12 +280,7 @@ def write_held(session: Session) -> None:
     if held is None:
         return
     for model, rows in held.inserts.items():
-        by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
-        for row in rows:
-            values = {k: v for k, v in vars(row).items() if not k.startswith("_")}
-            by_columns.setdefault(frozenset(values), []).append(values)
-        for values_list in by_columns.values():
-            session.execute(insert(model).execution_options(render_nulls=True), values_list)
+        insert_rows(session, model, [_attributes(row) for row in rows])
     by_model: dict[tuple[type[Any], frozenset[str]], list[dict[str, Any]]] = {}
     for (model, _key), change in held.updates.items():
         by_model.setdefault((model, frozenset(change)), []).append(change)
@@ -265,6 +288,92 @@ def write_held(session: Session) -> None:
         session.execute(update(model), changes)
     held.inserts.clear()
     held.updates.clear()
+
+
+def _attributes(row: Any) -> dict[str, Any]:
+    """The attributes set on a held row: an ORM object's, or the dict it was given as."""
+    return row if isinstance(row, dict) else {k: v for k, v in vars(row).items() if k[0] != "_"}
+
+
+def insert_rows(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
+    """INSERT ``rows`` (mapped attribute → value; Python-side column defaults fill what a row
+    leaves out) into ``model``'s table, one driver-level executemany per set of attributes.
+
+    For the append-only rows a batch writes by the thousand (history, touchpoints, events):
+    SQLAlchemy's own executemany builds each row's parameters through the compiled statement,
+    which cost more than the database's work. Here each value goes through its column type's
+    bind processor and nothing else, so what is stored is what the ORM would store."""
+    if not rows:
+        return
+    connection = session.connection()
+    by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_keys.setdefault(tuple(row), []).append(row)
+    for keys, group in by_keys.items():
+        plan = _insert_plan(model, keys, connection.dialect)
+        connection.exec_driver_sql(plan.sql, [plan.parameters(row) for row in group])
+
+
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class _InsertPlan:
+    sql: str
+    given: tuple[tuple[str, str, Processor], ...]
+    """(attribute, parameter name, bind processor) of each value a row gives."""
+    defaulted: tuple[tuple[str, Callable[[Any], Any], Processor], ...]
+    order: tuple[str, ...] | None
+    """Parameter names in the statement's order for a positional driver (SQLite's ``?``)."""
+
+    def parameters(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        values = {
+            name: row[key] if bind is None else bind(row[key]) for key, name, bind in self.given
+        }
+        for name, default, bind in self.defaulted:
+            value = default(None)
+            values[name] = value if bind is None else bind(value)
+        return values if self.order is None else tuple(values[name] for name in self.order)
+
+
+_plans: dict[tuple[type[Any], tuple[str, ...], str], _InsertPlan] = {}
+
+
+def _insert_plan(model: type[Any], keys: tuple[str, ...], dialect: Dialect) -> _InsertPlan:
+    plan_key = (model, keys, dialect.name)
+    plan = _plans.get(plan_key)
+    if plan is None:
+        plan = _plans[plan_key] = _plan_insert(model, keys, dialect)
+    return plan
+
+
+def _plan_insert(model: type[Any], keys: tuple[str, ...], dialect: Dialect) -> _InsertPlan:
+    table: Table = model.__table__
+    attrs = inspect(model).column_attrs
+    columns = [attrs[key].columns[0] for key in keys]
+    given = {c.name for c in columns}
+    left_out = [c for c in table.c if c.name not in given and c.default is not None]
+    ordered = [*columns, *left_out]
+    statement = insert(table).values({c.name: bindparam(c.name) for c in ordered})
+    compiled = statement.compile(dialect=dialect)
+
+    def bind(column: Column[Any]) -> Processor:
+        return column.type.dialect_impl(dialect).bind_processor(dialect)
+
+    def default(column: Column[Any]) -> Callable[[Any], Any]:
+        stated: Any = column.default
+        if stated.is_callable:
+            return stated.arg  # type: ignore[no-any-return]
+        if stated.is_scalar:
+            return lambda _context: stated.arg
+        raise ValueError(f"insert_rows into {table.name}: {column.name} needs a value")
+
+    return _InsertPlan(
+        sql=compiled.string,
+        given=tuple((key, c.name, bind(c)) for key, c in zip(keys, columns, strict=True)),
+        defaulted=tuple((c.name, default(c), bind(c)) for c in left_out),
+        order=tuple(compiled.positiontup or ()) if compiled.positional else None,
+    )
 
 
 def once_per_transaction(session: Session, name: str, load: Callable[[], T]) -> T:

@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 from revhub.contacts import service as contacts
 from revhub.contacts.models import Account, Consent, Contact
 from revhub.contacts.pii import Pii
-from revhub.core.db import utcnow
+from revhub.core.db import utcnow, write_held
 from revhub.sales import assignment, qualification, quality
 from revhub.sales import schemas as s
-from revhub.sales.models import Campaign, Lead, LeadCapture, LeadScore
+from revhub.sales.models import Campaign, Lead, LeadCapture
 from revhub.sales.scoring import Activity
 
 COLLEAGUES_COMPARED = 200
@@ -59,7 +59,7 @@ class Intake:
     by_email: dict[str, Contact] = field(default_factory=dict)
     by_visitor: dict[str, Contact] = field(default_factory=dict)
     leads: dict[uuid.UUID, Lead] = field(default_factory=dict)
-    scores: dict[uuid.UUID, LeadScore] = field(default_factory=dict)
+    scores: dict[uuid.UUID, qualification.StoredScore] = field(default_factory=dict)
     consents: dict[uuid.UUID, dict[str, bool]] = field(default_factory=dict)
     sequences: dict[uuid.UUID, list[datetime]] = field(default_factory=dict)
     activities: dict[uuid.UUID, list[Activity]] = field(default_factory=dict)
@@ -155,10 +155,7 @@ class Intake:
             lead.contact_id: lead
             for lead in session.scalars(select(Lead).where(Lead.contact_id.in_(ids)))
         }
-        self.scores |= {
-            row.contact_id: row
-            for row in session.scalars(select(LeadScore).where(LeadScore.contact_id.in_(ids)))
-        }
+        self.scores |= qualification.stored_scores(session, ids)
         self._read_consents(session, ids)
         self._read_sequences(session, [lead.id for c, lead in self.leads.items() if c in wanted])
         self.activities |= qualification.activities(session, ids, self.since)
@@ -193,7 +190,7 @@ class Intake:
         again, after writing what the merge left pending (its rescore may have created
         the survivor's first score)."""
         if contact.id not in self.loaded:
-            session.flush()
+            write_held(session)
             self.read_people(session, [contact])
 
     def created(self, contact: Contact, email_key: str) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from revhub.contacts import service as contacts
 from revhub.contacts.models import Account, Contact
 from revhub.contacts.stages import Stage
-from revhub.core.db import add_later, set_later
+from revhub.core.db import add_row_later, set_row_later
 from revhub.core.errors import NotFound
 from revhub.core.events import outbox
 from revhub.sales import quality
@@ -61,6 +61,11 @@ def replace_model(
 
 def fit_facts(session: Session, contact: Contact) -> FitFacts:
     account = session.get(Account, contact.account_id) if contact.account_id else None
+    return facts_of(contact, account)
+
+
+def facts_of(contact: Contact, account: Account | None) -> FitFacts:
+    """What fit is judged on: the person, and the company they work for."""
     return FitFacts(
         country=contact.country or (account.country if account else None),
         industry=account.industry if account else None,
@@ -76,9 +81,10 @@ def activities(
 ) -> dict[uuid.UUID, list[Activity]]:
     """Touchpoints since ``since`` of many contacts, in one query."""
     content_id = Touchpoint.meta["content_id"].as_string()
-    rows = session.execute(
-        select(Touchpoint.contact_id, Touchpoint.kind, Touchpoint.occurred_at, content_id).where(
-            Touchpoint.contact_id.in_(contact_ids), Touchpoint.occurred_at >= since
+    table = Touchpoint.__table__.c
+    rows = session.connection().execute(  # Core: plain rows, no ORM result per touchpoint
+        select(table.contact_id, table.kind, table.occurred_at, content_id).where(
+            table.contact_id.in_(contact_ids), table.occurred_at >= since
         )
     )
     found: dict[uuid.UUID, list[Activity]] = {c: [] for c in contact_ids}
@@ -100,11 +106,37 @@ SCORE_COLUMNS = (
 
 
 @dataclass(frozen=True)
+class StoredScore:
+    """A person's score as stored, read as plain values: a rescore compares against it and
+    writes the difference by key, with no ORM object per person."""
+
+    fit: int
+    engagement: int
+    total: int
+    email_engagement: int
+    content_pieces: int
+    web_sessions: int
+    icp_fit: bool
+
+
+def stored_scores(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, StoredScore]:
+    """The stored scores of ``ids`` (a person never scored is left out), in one query."""
+    if not ids:
+        return {}
+    table = LeadScore.__table__.c
+    columns = [table[name] for name in SCORE_COLUMNS]
+    rows = session.connection().execute(
+        select(table.contact_id, *columns).where(table.contact_id.in_(ids))
+    )
+    return {row[0]: StoredScore(*row[1:]) for row in rows}
+
+
+@dataclass(frozen=True)
 class Rescore:
     score: Score
     became_mql: bool
     changed: bool
-    stored: LeadScore
+    stored: StoredScore
 
 
 def rescore(
@@ -123,15 +155,15 @@ def rescore(
     since = now - timedelta(days=model.document.behaviour.lookback_days)
     acts = activities(session, [c.id for c in pairs], since)
     ids = [c.id for c in pairs]
-    scores = {} if unscored else _by_id(session, LeadScore, LeadScore.contact_id, ids)
+    scores = {} if unscored else stored_scores(session, ids)
     account_ids = [c.account_id for c in pairs if c.account_id is not None]
-    held = _by_id(session, Account, Account.id, account_ids)  # noqa: F841 (kept in the map)
+    accounts = _by_id(session, Account, Account.id, account_ids)
     return {
         contact.id: store_score(
             session,
             contact,
             scores.get(contact.id),
-            fit_facts(session, contact),
+            facts_of(contact, accounts.get(contact.account_id)),
             acts[contact.id],
             trigger=trigger,
             now=now,
@@ -155,7 +187,7 @@ def _by_id(session: Session, model: Any, column: Any, ids: Sequence[Any]) -> dic
 def store_score(
     session: Session,
     contact: Contact,
-    current: LeadScore | None,
+    current: StoredScore | None,
     facts: FitFacts,
     acts: list[Activity],
     *,
@@ -167,33 +199,33 @@ def store_score(
     stored score, None for a person never scored), keep the change with its reasons, and
     qualify them as an MQL when they cross the line."""
     result = compute(model.document, facts, acts, now)
-    after = {name: getattr(result, name) for name in SCORE_COLUMNS}
-    before = {name: getattr(current, name) for name in SCORE_COLUMNS} if current else {}
-    changed = before != after
+    numbers = {name: getattr(result, name) for name in SCORE_COLUMNS}
+    after = StoredScore(**numbers)
+    changed = after != current
     if changed:
-        add_later(
+        add_row_later(
             session,
-            ScoreChange(
-                contact_id=contact.id,
-                changed_at=now,
-                fit=result.fit,
-                engagement=result.engagement,
-                total=result.total,
-                delta=result.total - ((current.total if current else 0) or 0),
-                trigger=trigger,
-                reasons=result.reasons,
-            ),
+            ScoreChange,
+            {
+                "contact_id": contact.id,
+                "changed_at": now,
+                "fit": result.fit,
+                "engagement": result.engagement,
+                "total": result.total,
+                "delta": result.total - (current.total if current else 0),
+                "trigger": trigger,
+                "reasons": result.reasons,
+            },
         )
-    values = after | {"model_version": model.version, "computed_at": now}
+    values = numbers | {"model_version": model.version, "computed_at": now}
     if current is None:
-        current = LeadScore(contact_id=contact.id, **values)
-        session.add(current)
+        add_row_later(session, LeadScore, {"contact_id": contact.id} | values)
     else:
-        set_later(session, current, values)
+        set_row_later(session, LeadScore, {"contact_id": contact.id}, values)
     became_mql = result.is_mql and contact.stage == Stage.LEAD
     if became_mql:
         _qualify(session, contact, result, now)
-    return Rescore(result, became_mql, changed, current)
+    return Rescore(result, became_mql, changed, after)
 
 
 def _qualify(session: Session, contact: Contact, result: Score, now: datetime) -> None:

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from revhub.core.db import utcnow
+from revhub.core.db import insert_rows, utcnow
 from revhub.core.errors import FieldError, InvalidInput
 from revhub.core.events.envelope import TOPICS, Event, EventMetadata, current_correlation_id
 from revhub.core.events.models import OutboxEvent
@@ -87,7 +87,7 @@ def held_until_done(session: Session) -> Iterator[None]:
         del session.info[HELD]
     if held:
         _line_up(session)
-        session.execute(insert(OutboxEvent), held)
+        insert_rows(session, OutboxEvent, held)
 
 
 def _line_up(session: Session) -> None:
