@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,7 +14,16 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from revhub.contacts.models import Contact, StageChange
-from revhub.core.db import add_later, batched_writes, set_later, utcnow, write_held
+from revhub.core.db import (
+    add_later,
+    add_row_later,
+    batched_writes,
+    set_later,
+    set_row_later,
+    utcnow,
+    write_held,
+)
+from revhub.sales.models import LeadScore, Touchpoint
 
 
 def _person(session: Session) -> Contact:
@@ -130,3 +140,62 @@ def test_set_later_twice_on_a_row_keeps_the_last_value_of_each_column(session: S
     stored = session.get(Contact, contact.id)
     assert stored is not None
     assert (stored.company, stored.quality_score, stored.job_title) == ("Second", 10, "CTO")
+
+
+def _score_row(contact: Contact, total: int) -> dict[str, Any]:
+    return {"contact_id": contact.id, "fit": 0, "engagement": total, "total": total}
+
+
+def test_plain_rows_get_the_column_defaults_and_read_back_as_the_orm_writes_them(
+    session: Session,
+) -> None:
+    contact = _person(session)
+    at = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    with batched_writes(session):
+        add_row_later(
+            session,
+            Touchpoint,
+            {"contact_id": contact.id, "channel": "email", "kind": "email_open", "occurred_at": at},
+        )
+        add_row_later(session, LeadScore, _score_row(contact, 40))
+    stored = session.scalars(select(Touchpoint).where(Touchpoint.contact_id == contact.id)).one()
+    assert isinstance(stored.id, uuid.UUID)
+    assert stored.meta == {}  # the callable default
+    assert stored.occurred_at == at
+    assert stored.created_at.tzinfo is not None
+    score = session.get(LeadScore, contact.id)
+    assert score is not None
+    assert (score.total, score.icp_fit, score.model_version) == (40, False, 1)  # scalar defaults
+
+
+def test_set_row_later_updates_a_row_held_in_the_same_block(session: Session) -> None:
+    contact = _person(session)
+    with batched_writes(session):
+        add_row_later(session, LeadScore, _score_row(contact, 10))
+        set_row_later(session, LeadScore, {"contact_id": contact.id}, {"total": 55})
+    session.expire_all()
+    stored = session.get(LeadScore, contact.id)
+    assert stored is not None
+    assert (stored.engagement, stored.total) == (10, 55)
+
+
+def test_outside_a_block_a_plain_row_is_written_after_the_objects_it_refers_to(
+    session: Session,
+) -> None:
+    contact = Contact(id=uuid.uuid4(), stage="lead", stage_changed_at=utcnow())
+    session.add(contact)  # not flushed: the row below refers to it
+    change = {"contact_id": contact.id, "to_stage": "mql", "changed_at": utcnow()}
+    add_row_later(session, StageChange, change | {"reason": "t", "source": "t"})
+    assert _changes(session, contact) == ["mql"]
+
+
+def test_more_rows_than_one_statement_holds_are_all_written(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("revhub.core.db.MAX_PARAMETERS", 20)  # a few rows per statement
+    contact = _person(session)
+    stages = [f"stage-{n:02d}" for n in range(25)]
+    with batched_writes(session):
+        for stage in stages:
+            add_later(session, _change(contact, stage))
+    assert _changes(session, contact) == stages

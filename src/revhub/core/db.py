@@ -25,10 +25,8 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
-    bindparam,
     create_engine,
     event,
-    insert,
     inspect,
     text,
     update,
@@ -297,43 +295,56 @@ def _attributes(row: Any) -> dict[str, Any]:
 
 def insert_rows(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
     """INSERT ``rows`` (mapped attribute → value; Python-side column defaults fill what a row
-    leaves out) into ``model``'s table, one driver-level executemany per set of attributes.
+    leaves out) into ``model``'s table, straight through the driver.
 
     For the append-only rows a batch writes by the thousand (history, touchpoints, events):
     SQLAlchemy's own executemany builds each row's parameters through the compiled statement,
     which cost more than the database's work. Here each value goes through its column type's
-    bind processor and nothing else, so what is stored is what the ORM would store."""
+    bind processor and nothing else, so what is stored is what the ORM would store. SQLite
+    takes one executemany of a prepared statement; PostgreSQL multi-row VALUES, so that a
+    thousand rows are a few statements rather than a thousand."""
     if not rows:
         return
     connection = session.connection()
+    dialect = connection.dialect
     by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         by_keys.setdefault(tuple(row), []).append(row)
     for keys, group in by_keys.items():
-        plan = _insert_plan(model, keys, connection.dialect)
-        connection.exec_driver_sql(plan.sql, [plan.parameters(row) for row in group])
+        plan = _insert_plan(model, keys, dialect)
+        values = [plan.parameters(row) for row in group]
+        if dialect.name != "postgresql":
+            connection.exec_driver_sql(plan.head + plan.one_row, values)
+            continue
+        size = max(1, MAX_PARAMETERS // (len(plan.given) + len(plan.defaulted)))
+        for start in range(0, len(values), size):
+            chunk = values[start : start + size]
+            sql = plan.head + ", ".join([plan.one_row] * len(chunk))
+            connection.exec_driver_sql(sql, tuple(v for row in chunk for v in row))
 
+
+MAX_PARAMETERS = 30_000
+"""Per multi-row INSERT on PostgreSQL (whose limit is 65,535 bind parameters a statement)."""
 
 Processor = Callable[[Any], Any] | None
 
 
 @dataclass(frozen=True)
 class _InsertPlan:
-    sql: str
-    given: tuple[tuple[str, str, Processor], ...]
-    """(attribute, parameter name, bind processor) of each value a row gives."""
-    defaulted: tuple[tuple[str, Callable[[Any], Any], Processor], ...]
-    order: tuple[str, ...] | None
-    """Parameter names in the statement's order for a positional driver (SQLite's ``?``)."""
+    head: str
+    """``INSERT INTO table (columns) VALUES `` for the given columns, then the defaulted."""
+    one_row: str
+    """One row's placeholders: ``(?, ?, …)``."""
+    given: tuple[tuple[str, Processor], ...]
+    """(attribute, bind processor) of each value a row gives."""
+    defaulted: tuple[tuple[Callable[[Any], Any], Processor], ...]
 
-    def parameters(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        values = {
-            name: row[key] if bind is None else bind(row[key]) for key, name, bind in self.given
-        }
-        for name, default, bind in self.defaulted:
+    def parameters(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        values = [row[key] if bind is None else bind(row[key]) for key, bind in self.given]
+        for default, bind in self.defaulted:
             value = default(None)
-            values[name] = value if bind is None else bind(value)
-        return values if self.order is None else tuple(values[name] for name in self.order)
+            values.append(value if bind is None else bind(value))
+        return tuple(values)
 
 
 _plans: dict[tuple[type[Any], tuple[str, ...], str], _InsertPlan] = {}
@@ -353,9 +364,9 @@ def _plan_insert(model: type[Any], keys: tuple[str, ...], dialect: Dialect) -> _
     columns = [attrs[key].columns[0] for key in keys]
     given = {c.name for c in columns}
     left_out = [c for c in table.c if c.name not in given and c.default is not None]
-    ordered = [*columns, *left_out]
-    statement = insert(table).values({c.name: bindparam(c.name) for c in ordered})
-    compiled = statement.compile(dialect=dialect)
+    quote = dialect.identifier_preparer
+    names = ", ".join(quote.quote(c.name) for c in [*columns, *left_out])
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
 
     def bind(column: Column[Any]) -> Processor:
         return column.type.dialect_impl(dialect).bind_processor(dialect)
@@ -369,10 +380,10 @@ def _plan_insert(model: type[Any], keys: tuple[str, ...], dialect: Dialect) -> _
         raise ValueError(f"insert_rows into {table.name}: {column.name} needs a value")
 
     return _InsertPlan(
-        sql=compiled.string,
-        given=tuple((key, c.name, bind(c)) for key, c in zip(keys, columns, strict=True)),
-        defaulted=tuple((c.name, default(c), bind(c)) for c in left_out),
-        order=tuple(compiled.positiontup or ()) if compiled.positional else None,
+        head=f"INSERT INTO {quote.format_table(table)} ({names}) VALUES ",  # noqa: S608 (names from the schema, quoted)
+        one_row="(" + ", ".join([mark] * (len(columns) + len(left_out))) + ")",
+        given=tuple((key, bind(c)) for key, c in zip(keys, columns, strict=True)),
+        defaulted=tuple((default(c), bind(c)) for c in left_out),
     )
 
 

@@ -32,6 +32,10 @@ from revhub.sales.scoring import score as compute
 TOPIC = "lead-capture"
 
 
+Scorable = Contact | contacts.PersonFacts
+"""Whom a score is computed for: a loaded profile, or the facts a batch read of one."""
+
+
 @dataclass(frozen=True)
 class ActiveModel:
     version: int
@@ -64,7 +68,7 @@ def fit_facts(session: Session, contact: Contact) -> FitFacts:
     return facts_of(contact, account)
 
 
-def facts_of(contact: Contact, account: Account | None) -> FitFacts:
+def facts_of(contact: Scorable, account: Account | None) -> FitFacts:
     """What fit is judged on: the person, and the company they work for."""
     return FitFacts(
         country=contact.country or (account.country if account else None),
@@ -142,7 +146,7 @@ class Rescore:
 def rescore(
     session: Session,
     *,
-    people: Iterable[Contact],
+    people: Iterable[Scorable],
     trigger: str,
     now: datetime,
     model: ActiveModel | None = None,
@@ -186,7 +190,7 @@ def _by_id(session: Session, model: Any, column: Any, ids: Sequence[Any]) -> dic
 
 def store_score(
     session: Session,
-    contact: Contact,
+    contact: Scorable,
     current: StoredScore | None,
     facts: FitFacts,
     acts: list[Activity],
@@ -224,7 +228,9 @@ def store_score(
         set_row_later(session, LeadScore, {"contact_id": contact.id}, values)
     became_mql = result.is_mql and contact.stage == Stage.LEAD
     if became_mql:
-        _qualify(session, contact, result, now)
+        profile = contact if isinstance(contact, Contact) else session.get(Contact, contact.id)
+        assert profile is not None, "a scored person has a profile"
+        _qualify(session, profile, result, now)
     return Rescore(result, became_mql, changed, after)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from revhub.contacts import service as contacts
-from revhub.contacts.models import Account, Contact
+from revhub.contacts.models import Account
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import Stage
 from revhub.core.db import add_row_later, batched_writes, get_or_404, utcnow
@@ -30,6 +30,7 @@ from revhub.core.schemas import item_errors
 from revhub.sales import qualification
 from revhub.sales import schemas as s
 from revhub.sales.models import Campaign, Touchpoint
+from revhub.sales.qualification import Scorable
 
 TOPIC = "campaign-performance"
 
@@ -108,7 +109,7 @@ class Recorded:
 def record(
     session: Session,
     *,
-    contact: Contact,
+    contact: Scorable,
     campaign: Campaign | None,
     channel: str,
     kind: str,
@@ -138,12 +139,12 @@ class _Batch:
     held here: the session's identity map is weak)."""
 
     campaigns: dict[str, Campaign] = field(default_factory=dict)
-    by_email: dict[str, Contact] = field(default_factory=dict)
-    by_visitor: dict[str, Contact] = field(default_factory=dict)
-    by_id: dict[uuid.UUID, Contact] = field(default_factory=dict)
+    by_email: dict[str, Scorable] = field(default_factory=dict)
+    by_visitor: dict[str, Scorable] = field(default_factory=dict)
+    by_id: dict[uuid.UUID, Scorable] = field(default_factory=dict)
     known: dict[str, Recorded] = field(default_factory=dict)
     accounts: dict[uuid.UUID, Account] = field(default_factory=dict)
-    touched: dict[uuid.UUID, Contact] = field(default_factory=dict)
+    touched: dict[uuid.UUID, Scorable] = field(default_factory=dict)
     stored: list[Recorded] = field(default_factory=list)
 
 
@@ -162,7 +163,7 @@ def _prefetch(session: Session, pii: Pii, wanted: list[s.TouchpointCreate]) -> _
         session, "anonymous", visitors
     )
     ids = {t.contact_id for t in wanted if t.contact_id} | set(owners.values())
-    people = contacts.live_contacts(session, ids)
+    people: dict[uuid.UUID, Scorable] = dict(contacts.live_people(session, ids))
     batch.by_id = people
     batch.by_email = {
         k: people[o] for (kind, k), o in owners.items() if kind == "email" and o in people
@@ -308,7 +309,7 @@ def _add_one(
 
 def _person(
     session: Session, pii: Pii, tp_in: s.TouchpointCreate, prefix: str, batch: _Batch
-) -> Contact:
+) -> Scorable:
     """The person named (prefetched); an anonymous id seen for the first time starts an
     anonymous profile, which later items of the batch then find."""
     if tp_in.contact_id is not None:
