@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from revhub.contacts.models import Account, Consent, Contact, Identity, StageChange
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import RANK, Stage, can_move, furthest
-from revhub.core.db import add_later, get_or_404, set_later, utcnow, write_held
+from revhub.core.db import add_later, add_row_later, get_or_404, set_later, utcnow, write_held
 from revhub.core.errors import Conflict
 from revhub.core.events import outbox
 from revhub.core.pagination import newest_first
@@ -196,16 +196,17 @@ def create(
     if profile.email is not None:
         seal_email(pii, contact, profile.email)
         add_later(session, _identity(pii, contact, "email", profile.email))
-    add_later(
+    add_row_later(
         session,
-        StageChange(
-            contact_id=contact.id,
-            from_stage=None,
-            to_stage=stage,
-            changed_at=at,
-            reason="profile created",
-            source=source,
-        ),
+        StageChange,
+        {
+            "contact_id": contact.id,
+            "from_stage": None,
+            "to_stage": stage,
+            "changed_at": at,
+            "reason": "profile created",
+            "source": source,
+        },
     )
     return contact
 
@@ -416,7 +417,7 @@ def set_stage(
     reason: str,
     source: str,
     at: datetime | None = None,
-) -> StageChange:
+) -> None:
     """Move ``contact`` to ``to_stage`` if the lifecycle allows it (409 otherwise), keeping
     the dated history, and publish ``contact.stage_changed``."""
     from_stage = Stage(contact.stage)
@@ -427,15 +428,15 @@ def set_stage(
             "recycled to 'lead', and a customer can churn and be won back."
         )
     at = at or utcnow()
-    change = StageChange(
-        contact_id=contact.id,
-        from_stage=from_stage,
-        to_stage=to_stage,
-        changed_at=at,
-        reason=reason[:500],
-        source=source,
-    )
-    add_later(session, change)
+    change = {
+        "contact_id": contact.id,
+        "from_stage": from_stage,
+        "to_stage": to_stage,
+        "changed_at": at,
+        "reason": reason[:500],
+        "source": source,
+    }
+    add_row_later(session, StageChange, change)
     contact.stage, contact.stage_changed_at = to_stage, at
     outbox.publish(
         session,
@@ -446,12 +447,11 @@ def set_stage(
             "contact_id": str(contact.id),
             "from_stage": from_stage.value,
             "to_stage": to_stage.value,
-            "reason": change.reason,
+            "reason": change["reason"],
             "source": source,
         },
         occurred_at=at,
     )
-    return change
 
 
 def stage_history(session: Session, *, contact_id: uuid.UUID) -> Sequence[StageChange]:
@@ -475,16 +475,16 @@ def record_consent(
     granted: bool,
     source: str,
     at: datetime | None = None,
-) -> Consent:
-    consent = Consent(
-        contact_id=contact.id,
-        purpose=purpose,
-        granted=granted,
-        source=source,
-        recorded_at=at or utcnow(),
-    )
-    add_later(session, consent)
-    return consent
+) -> None:
+    """Keep a consent decision; the latest one per purpose is in force."""
+    consent = {
+        "contact_id": contact.id,
+        "purpose": purpose,
+        "granted": granted,
+        "source": source,
+        "recorded_at": at or utcnow(),
+    }
+    add_row_later(session, Consent, consent)
 
 
 def consents(session: Session, *, contact_id: uuid.UUID) -> dict[str, Consent]:

@@ -37,7 +37,7 @@ from revhub.contacts import service as contacts
 from revhub.contacts.models import Account, Contact
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import Stage
-from revhub.core.db import add_later, batched_writes, utcnow
+from revhub.core.db import add_row_later, batched_writes, utcnow
 from revhub.core.errors import Conflict, FieldError, InvalidInput
 from revhub.core.events import outbox
 from revhub.core.events.envelope import correlated
@@ -252,16 +252,16 @@ def _process(
         "assignment": assigned.model_dump(mode="json"),
         "follow_up": follow_up.model_dump(mode="json"),
     }
-    add_later(
+    add_row_later(
         session,
-        LeadCapture(
-            id=uuid.uuid4(),
-            lead_id=lead.id,
-            capture_type=lead_in.capture_type.value,
-            campaign_id=c.campaign.id if c.campaign else None,
-            captured_at=at,
-            steps=steps,
-        ),
+        LeadCapture,
+        {
+            "lead_id": lead.id,
+            "capture_type": lead_in.capture_type.value,
+            "campaign_id": c.campaign.id if c.campaign else None,
+            "captured_at": at,
+            "steps": steps,
+        },
     )
     answer = s.LeadSteps(
         validation=validation,
@@ -403,15 +403,8 @@ def _flag_fuzzy_duplicates(
             continue
         similarity = quality.likely_duplicate(c.clean, _Named(first_name, last_name, other.company))
         if similarity is not None:
-            add_later(
-                session,
-                DuplicateReview(
-                    id=uuid.uuid4(),
-                    contact_id=contact.id,
-                    candidate_id=other.id,
-                    similarity=similarity,
-                ),
-            )
+            review = {"contact_id": contact.id, "candidate_id": other.id, "similarity": similarity}
+            add_row_later(session, DuplicateReview, review)
             flagged.append(s.PossibleDuplicate(contact_id=other.id, similarity=similarity))
     colleagues.append(contact)
     return flagged
