@@ -143,10 +143,12 @@ class CaptureQueue:
             outcomes = service.capture_batch(
                 session, self._pii, wanted, correlations=[t.correlation_id for t in batch]
             )
-            for ticket, outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, s.LeadResult):
-                    entry = replace(ticket.audit, resource_id=str(outcome.lead_id))
-                    audit.record(session, event=entry, key=self._audit_key)
+            entries = [
+                replace(ticket.audit, resource_id=str(outcome.lead_id))
+                for ticket, outcome in zip(batch, outcomes, strict=True)
+                if isinstance(outcome, s.LeadResult)
+            ]
+            audit.record_many(session, events=entries, key=self._audit_key)
         BATCH_SIZES.observe(len(batch))
         for ticket, outcome in zip(batch, outcomes, strict=True):
             ticket.answer = outcome

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from revhub.core.audit import service as audit
@@ -14,24 +14,20 @@ from revhub.core.db import utcnow
 KEY = b"audit-key-for-tests-0123456789abcdef"
 
 
-def _append(session: Session, n: int) -> list[AuditEntry]:
-    start = utcnow()
-    return [
-        audit.record(
-            session,
-            key=KEY,
-            event=audit.AuditEvent(
-                occurred_at=start + timedelta(seconds=i),
-                actor=f"user-{i}",
-                action="POST /x",
-                resource_type="keys",
-                outcome="success",
-                resource_id=str(i),
-                status_code=201,
-            ),
-        )
-        for i in range(n)
-    ]
+def _event(i: int) -> audit.AuditEvent:
+    return audit.AuditEvent(
+        occurred_at=utcnow() + timedelta(seconds=i),
+        actor=f"user-{i}",
+        action="POST /x",
+        resource_type="keys",
+        outcome="success",
+        resource_id=str(i),
+        status_code=201,
+    )
+
+
+def _append(session: Session, n: int) -> list[audit.Sealed]:
+    return [audit.record(session, key=KEY, event=_event(i)) for i in range(n)]
 
 
 def _first_seq(session: Session) -> int:
@@ -44,6 +40,18 @@ def test_entries_chain_to_one_another(session: Session) -> None:
     assert entries[1].prev_hash == entries[0].hash and entries[2].prev_hash == entries[1].hash
     result = audit.verify(session, key=KEY)
     assert result.ok and result.entries_checked >= 3
+
+
+def test_a_group_of_events_is_sealed_into_the_chain_in_order(session: Session) -> None:
+    """Leads captured together each keep their own entry, sealed one after the other."""
+    before = _append(session, 1)[0]
+    group = audit.record_many(session, key=KEY, events=[_event(i) for i in range(1, 4)])
+    assert [e.seq for e in group] == [before.seq + 1, before.seq + 2, before.seq + 3]
+    assert [e.prev_hash for e in group] == [before.hash, group[0].hash, group[1].hash]
+    stored = session.scalars(select(AuditEntry.actor).where(AuditEntry.seq > before.seq))
+    assert sorted(stored) == ["user-1", "user-2", "user-3"]
+    assert audit.verify(session, key=KEY).ok
+    assert audit.record_many(session, key=KEY, events=[]) == []
 
 
 def test_an_edited_row_is_detected(session: Session) -> None:
