@@ -302,7 +302,10 @@ def insert_rows(session: Session, model: type[Any], rows: list[dict[str, Any]]) 
     which cost more than the database's work. Here each value goes through its column type's
     bind processor and nothing else, so what is stored is what the ORM would store. SQLite
     takes one executemany of a prepared statement; PostgreSQL multi-row VALUES, so that a
-    thousand rows are a few statements rather than a thousand."""
+    thousand rows are a few statements rather than a thousand. A callable column default is
+    called without an execution context (``uuid4``, ``utcnow``, ``dict`` need none); one
+    that reads the row's other values would need the ORM path. Nothing is read back: the
+    caller gives any key it needs afterwards."""
     if not rows:
         return
     connection = session.connection()
