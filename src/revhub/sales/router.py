@@ -156,7 +156,7 @@ def add_touchpoint(
     def produce() -> tuple[BaseModel, int]:
         touchpoint, existing = touchpoints.add_touchpoint(session, pii_of(request), tp_in=body)
         code = status.HTTP_200_OK if existing else status.HTTP_201_CREATED
-        return s.Touchpoint.model_validate(touchpoint), code
+        return touchpoint, code
 
     return _once(request, response, session, principal, idempotency_key, body, produce)
 

@@ -81,31 +81,6 @@ def list_campaigns(session: Session, *, after: uuid.UUID | None, limit: int) -> 
     return session.scalars(newest_first(session, Campaign, after=after).limit(limit)).all()
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """A touchpoint as stored: what the API answers and the batch's event carries."""
-
-    id: uuid.UUID
-    contact_id: uuid.UUID
-    campaign_id: uuid.UUID | None
-    channel: str
-    kind: str
-    occurred_at: datetime
-    external_id: str | None = None
-
-    @classmethod
-    def of(cls, row: Touchpoint) -> Recorded:
-        return cls(
-            row.id,
-            row.contact_id,
-            row.campaign_id,
-            row.channel,
-            row.kind,
-            row.occurred_at,
-            row.external_id,
-        )
-
-
 def record(
     session: Session,
     *,
@@ -116,21 +91,22 @@ def record(
     occurred_at: datetime,
     meta: dict[str, Any] | None = None,
     external_id: str | None = None,
-) -> Recorded:
+) -> s.Touchpoint:
     """Store one touchpoint (no rescoring: the caller does it once per batch). It is held as
-    a plain row, written with the batch's other rows (``add_row_later``)."""
-    recorded = Recorded(
-        uuid.uuid4(),
-        contact.id,
-        campaign.id if campaign else None,
-        channel,
-        kind,
-        occurred_at,
-        external_id,
+    a plain row, written with the batch's other rows (``add_row_later``); the answer is the
+    API's view of it, built from the same values."""
+    answer = s.Touchpoint.model_construct(
+        id=uuid.uuid4(),
+        contact_id=contact.id,
+        campaign_id=campaign.id if campaign else None,
+        channel=channel,
+        kind=kind,
+        occurred_at=occurred_at,
+        external_id=external_id,
     )
-    row = vars(recorded) | {"meta": meta or {}, "created_at": utcnow()}
+    row = dict(answer) | {"meta": meta or {}, "created_at": utcnow()}
     add_row_later(session, Touchpoint, row)
-    return recorded
+    return answer
 
 
 @dataclass
@@ -142,10 +118,10 @@ class _Batch:
     by_email: dict[str, Scorable] = field(default_factory=dict)
     by_visitor: dict[str, Scorable] = field(default_factory=dict)
     by_id: dict[uuid.UUID, Scorable] = field(default_factory=dict)
-    known: dict[str, Recorded] = field(default_factory=dict)
+    known: dict[str, s.Touchpoint] = field(default_factory=dict)
     accounts: dict[uuid.UUID, Account] = field(default_factory=dict)
     touched: dict[uuid.UUID, Scorable] = field(default_factory=dict)
-    stored: list[Recorded] = field(default_factory=list)
+    stored: list[s.Touchpoint] = field(default_factory=list)
 
 
 def _prefetch(session: Session, pii: Pii, wanted: list[s.TouchpointCreate]) -> _Batch:
@@ -154,7 +130,9 @@ def _prefetch(session: Session, pii: Pii, wanted: list[s.TouchpointCreate]) -> _
     externals = {t.external_id for t in wanted if t.external_id}
     if externals:
         found_tp = session.scalars(select(Touchpoint).where(Touchpoint.external_id.in_(externals)))
-        batch.known = {t.external_id: Recorded.of(t) for t in found_tp if t.external_id}
+        batch.known = {
+            t.external_id: s.Touchpoint.model_validate(t) for t in found_tp if t.external_id
+        }
     emails = {pii.email_index(t.email): t.email for t in wanted if t.email and not t.contact_id}
     visitors = {
         t.anonymous_id.strip() for t in wanted if t.anonymous_id and not (t.contact_id or t.email)
@@ -224,7 +202,7 @@ def _item(
 
 def add_touchpoint(
     session: Session, pii: Pii, *, tp_in: s.TouchpointCreate, now: datetime | None = None
-) -> tuple[Recorded, bool]:
+) -> tuple[s.Touchpoint, bool]:
     batch = _prefetch(session, pii, [tp_in])
     touchpoint, existing = _add_one(session, pii, tp_in, "body", batch)
     _finish(session, batch, now)
@@ -241,7 +219,7 @@ def _finish(session: Session, batch: _Batch, now: datetime | None) -> None:
 def announce(session: Session, batch: _Batch) -> None:
     """One ``touchpoints.recorded`` event per account touched (not one per touchpoint: a
     1,000-item batch is one change to each account's engagement)."""
-    by_tenant: dict[str, list[Recorded]] = {}
+    by_tenant: dict[str, list[s.Touchpoint]] = {}
     for touchpoint in batch.stored:
         account_id = batch.touched[touchpoint.contact_id].account_id
         account = batch.accounts.get(account_id) if account_id else None
@@ -278,7 +256,7 @@ def rescore_touched(session: Session, people: Any, *, now: datetime) -> None:
 
 def _add_one(
     session: Session, pii: Pii, tp_in: s.TouchpointCreate, prefix: str, batch: _Batch
-) -> tuple[Recorded, bool]:
+) -> tuple[s.Touchpoint, bool]:
     if tp_in.external_id is not None and tp_in.external_id in batch.known:
         return batch.known[tp_in.external_id], True
     campaign = None
