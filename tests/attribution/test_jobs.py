@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -39,6 +40,26 @@ def touch(client: TestClient, sales: dict[str, str], campaign: str, day: str) ->
     created(client.post(f"{SALES}/touchpoints", json=body, headers=sales))
 
 
+def campaigns(client: TestClient, sales: dict[str, str], *keys: str) -> None:
+    for key in keys:
+        body = {"key": key, "name": key.title(), "channel": "email"}
+        created(client.post(f"{SALES}/campaigns", json=body, headers=sales))
+
+
+def open_deal(client: TestClient, sales: dict[str, str], contact_id: str) -> dict[str, Any]:
+    """A 900 EUR deal of alpha.example in negotiation since 10 February."""
+    deal = {
+        "account_domain": "alpha.example",
+        "primary_contact_id": contact_id,
+        "name": "Alpha",
+        "amount": "900.00",
+        "currency": "EUR",
+        "stage": "Negotiation",
+        "opened_at": "2026-02-10T09:00:00Z",
+    }
+    return created(client.post(f"{SALES}/opportunities", json=deal, headers=sales))
+
+
 def updates(session: Session) -> list[OutboxEvent]:
     query = select(OutboxEvent).where(OutboxEvent.event_type == "attribution.updated")
     return list(session.scalars(query.order_by(OutboxEvent.seq)))
@@ -47,21 +68,10 @@ def updates(session: Session) -> list[OutboxEvent]:
 def test_touches_and_deal_changes_recompute_the_deal_credit_once_each(
     client: TestClient, sales: dict[str, str], bus: Bus, session: Session
 ) -> None:
-    for key in ("spring", "summer"):
-        body = {"key": key, "name": key.title(), "channel": "email"}
-        created(client.post(f"{SALES}/campaigns", json=body, headers=sales))
+    campaigns(client, sales, "spring", "summer")
     ada = capture(client, sales, lead_at("alpha.example", "ada"))
     touch(client, sales, "spring", "02-01")
-    deal = {
-        "account_domain": "alpha.example",
-        "primary_contact_id": ada["contact_id"],
-        "name": "Alpha",
-        "amount": "900.00",
-        "currency": "EUR",
-        "stage": "Negotiation",
-        "opened_at": "2026-02-10T09:00:00Z",
-    }
-    opportunity = created(client.post(f"{SALES}/opportunities", json=deal, headers=sales))
+    opportunity = open_deal(client, sales, ada["contact_id"])
     consumer = analytics_consumer()
     assert deliver_all(bus, consumer) >= 2
     row = session.get(DealAttribution, uuid.UUID(opportunity["id"]))
@@ -118,3 +128,34 @@ def test_the_weekly_job_recomputes_every_deal(
     session.expire_all()
     row = session.scalars(select(DealAttribution)).one()
     assert row.primary_campaign_id is not None and row.credits[0]["revenue"] == "100.00"
+
+
+def test_a_batch_of_touches_credits_each_deal_once_under_the_last_touch(
+    client: TestClient, sales: dict[str, str], bus: Bus, session: Session
+) -> None:
+    campaigns(client, sales, "spring", "summer")
+    ada = capture(client, sales, lead_at("alpha.example", "ada"))
+    capture(client, sales, lead_at("alpha.example", "bob"))
+    opportunity = open_deal(client, sales, ada["contact_id"])
+    consumer = analytics_consumer()
+    deliver_all(bus, consumer)
+    assert updates(session) == []  # no touch yet: nothing to credit
+    for request_id, email, campaign in (
+        ("touch-ada", "ada@alpha.example", "spring"),
+        ("touch-bob", "bob@alpha.example", "summer"),  # a colleague: the account's deal
+    ):
+        body = {
+            "email": email,
+            "campaign": campaign,
+            "channel": "email",
+            "kind": "email_click",
+            "occurred_at": "2026-02-01T10:00:00Z",
+        }
+        headers = sales | {"X-Request-ID": request_id}
+        created(client.post(f"{SALES}/touchpoints", json=body, headers=headers))
+    assert deliver_all(bus, consumer) >= 2
+    published = updates(session)
+    assert len(published) == 1
+    assert published[0].payload["opportunity_id"] == opportunity["id"]
+    assert published[0].meta["correlation_id"] == "touch-bob"
+    assert sorted(c["revenue"] for c in published[0].payload["credits"]) == ["450.00", "450.00"]

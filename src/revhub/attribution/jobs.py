@@ -17,7 +17,8 @@ the one with the largest share is the opportunity's primary campaign.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -33,8 +34,8 @@ from revhub.attribution.sources import NO_CAMPAIGN, Period
 from revhub.contacts import service as contacts
 from revhub.contacts.models import Account, Contact
 from revhub.core.events import outbox
-from revhub.core.events.consumers import Consumer
-from revhub.core.events.envelope import TOPICS, Event
+from revhub.core.events.consumers import Consumer, Received
+from revhub.core.events.envelope import TOPICS, Event, correlated
 from revhub.core.jobs.defaults import WEDNESDAY_0400
 from revhub.core.jobs.registry import Job, JobContext, JobRegistry
 from revhub.sales.models import Opportunity
@@ -56,33 +57,58 @@ TRIGGERS = frozenset(
 )
 
 
-def affected_deals(session: Session, event: Event) -> list[uuid.UUID]:
-    """The deals whose credit ``event`` can change: the deal itself, or every deal of the
-    accounts (and primary contacts) of the people it touched."""
-    payload = event.payload
-    if event.event_type.startswith("opportunity."):
-        return [uuid.UUID(str(payload["opportunity_id"]))]
-    if event.event_type == "contact.merged":
-        people = {uuid.UUID(str(payload["contact_id"]))}
-    else:
-        people = {uuid.UUID(str(t["contact_id"])) for t in payload.get("touchpoints", [])}
-    accounts = set(
-        session.scalars(
-            select(Contact.account_id).where(
+def affected_deals(session: Session, events: Sequence[Event]) -> dict[uuid.UUID, Event]:
+    """The deals whose credit ``events`` can change — the deal itself, or every deal of the
+    accounts (and primary contacts) of the people an event touched — each with the last
+    event that named it, whose correlation its update carries. Two look-ups for the whole
+    batch, whatever its size."""
+    touched = [(event, _people(event)) for event in events]
+    people = set().union(*(p for _e, p in touched))
+    account_of: dict[uuid.UUID, uuid.UUID] = {
+        contact_id: account_id
+        for contact_id, account_id in session.execute(
+            select(Contact.id, Contact.account_id).where(
                 Contact.id.in_(people), Contact.account_id.is_not(None)
             )
         )
-    )
-    query = select(Opportunity.id).where(
-        or_(Opportunity.account_id.in_(accounts), Opportunity.primary_contact_id.in_(people))
-    )
-    return list(session.scalars(query))
+        if account_id is not None
+    }
+    accounts = set(account_of.values())
+    deals_of: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for deal_id, account_id, contact_id in session.execute(
+        select(Opportunity.id, Opportunity.account_id, Opportunity.primary_contact_id).where(
+            or_(Opportunity.account_id.in_(accounts), Opportunity.primary_contact_id.in_(people))
+        )
+    ):
+        for key in (account_id, contact_id):
+            if key is not None:
+                deals_of.setdefault(key, []).append(deal_id)
+    named: dict[uuid.UUID, Event] = {}
+    for event, its_people in touched:
+        if event.event_type.startswith("opportunity."):
+            named[uuid.UUID(str(event.payload["opportunity_id"]))] = event
+        its_accounts = {account_of[p] for p in its_people if p in account_of}
+        for key in its_people | its_accounts:
+            named.update(dict.fromkeys(deals_of.get(key, ()), event))
+    return named
 
 
-def credit_deals(session: Session, deal_ids: Sequence[uuid.UUID]) -> list[DealAttribution]:
+def _people(event: Event) -> set[uuid.UUID]:
+    if event.event_type.startswith("opportunity."):
+        return set()
+    if event.event_type == "contact.merged":
+        return {uuid.UUID(str(event.payload["contact_id"]))}
+    return {uuid.UUID(str(t["contact_id"])) for t in event.payload.get("touchpoints", [])}
+
+
+def credit_deals(
+    session: Session,
+    deal_ids: Sequence[uuid.UUID],
+    causes: Mapping[uuid.UUID, Event] | None = None,
+) -> list[DealAttribution]:
     """Compute and store the write-back credit of ``deal_ids`` (won and open deals; a lost
     deal, or one without a touch in its window, loses its row); publish each one that
-    changed. Returns the changed rows."""
+    changed, under the correlation of its cause in ``causes``. Returns the changed rows."""
     changed: list[DealAttribution] = []
     credited: set[uuid.UUID] = set()
     for outcome in ("won", "pipeline"):
@@ -102,7 +128,9 @@ def credit_deals(session: Session, deal_ids: Sequence[uuid.UUID]) -> list[DealAt
     if stale:
         session.execute(delete(DealAttribution).where(DealAttribution.opportunity_id.in_(stale)))
     for row in changed:
-        _publish(session, row)
+        cause = (causes or {}).get(row.opportunity_id)
+        with correlated(cause.metadata.correlation_id) if cause else nullcontext():
+            _publish(session, row)
     return changed
 
 
@@ -170,15 +198,23 @@ def _tenant(session: Session, deal: Opportunity) -> str:
 
 
 def analytics_consumer() -> Consumer:
-    def handle(session: Session, event: Event, topic: str) -> None:
-        deals = affected_deals(session, event)
+    """Each deal's credit is computed once per batch of events, after all of them: the
+    touches they announce are already stored, so the last computation is the one that
+    counts, and a deal named by many events is published once."""
+
+    def handle_many(session: Session, received: list[Received]) -> None:
+        deals = affected_deals(session, [r.event for r in received])
         if deals:
-            credit_deals(session, deals)
+            credit_deals(session, list(deals), deals)
+
+    def handle(session: Session, event: Event, topic: str) -> None:
+        handle_many(session, [Received(event, topic)])
 
     return Consumer(
         ANALYTICS,
         frozenset(TOPICS),
         handle=handle,
+        handle_many=handle_many,
         event_types=TRIGGERS,
         description="Analytics data processing: deal attribution kept current",
     )

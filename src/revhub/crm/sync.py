@@ -227,13 +227,16 @@ def request_sync(
     return found
 
 
+_READ_ACTIVE_CONNECTIONS = select(CrmConnection.id).where(CrmConnection.active.is_(True))
+"""Built once, not for every event the consumer queues (see ``queue_push``)."""
+
+
 def queue_push(session: Session, *, hub_id: uuid.UUID, kind: ObjectKind = "contact") -> int:
     """Queue a contact or deal for the real-time push to every active connection (one
     queued already is queued again from now, so a change made while it is being pushed is
     not dropped with its queue entry)."""
-    query = select(CrmConnection.id).where(CrmConnection.active.is_(True))
     connections = once_per_transaction(
-        session, ACTIVE_CONNECTIONS, lambda: [*session.scalars(query)]
+        session, ACTIVE_CONNECTIONS, lambda: [*session.scalars(_READ_ACTIVE_CONNECTIONS)]
     )
     for connection_id in connections:
         waiting = session.get(PendingPush, (connection_id, hub_id))

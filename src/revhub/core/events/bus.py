@@ -98,22 +98,27 @@ class LocalBus:
     ) -> int:
         position = self._position(consumer.name)
         with self.db.reading() as session:
-            batch = [
-                (seq, Received(outbox.to_event(row), row.topic))
-                for seq, row in outbox.read_after(
-                    session, position=position, topics=consumer.topics, limit=self.batch_size
-                )
-            ]
+            rows = outbox.read_after(
+                session, position=position, topics=consumer.topics, limit=self.batch_size
+            )
         handled = 0
-        for chunk in _chunks(batch):
+        for chunk in _chunks(rows):
             if stopping():
                 break
-            apply_all(self.db, consumer, [item for _seq, item in chunk], policy=policy)
-            self._advance(consumer.name, chunk[-1][0])
+            received = [
+                Received(outbox.to_event(row), row.topic)
+                for row in chunk
+                if consumer.wants_type(row.event_type)
+            ]
+            apply_all(self.db, consumer, received, policy=policy)
             handled += len(chunk)
+        if handled:
+            self._advance(consumer.name, rows[handled - 1].seq)
         return handled
 
     def _advance(self, consumer: str, seq: int) -> None:
+        """Once per poll, after its chunks: a worker that dies in between reads the applied
+        chunks again, and their applied-event records make it skip them."""
         with self.db.transaction() as session:
             session.execute(
                 update(ConsumerOffset)
@@ -178,6 +183,7 @@ class RedisBus:
                     {
                         "tenant": row.tenant_id,
                         "seq": row.seq,
+                        "type": row.event_type,
                         "event": outbox.to_event(row).model_dump_json(),
                     },
                 )
@@ -207,6 +213,7 @@ class RedisBus:
                     Event.model_validate_json(fields["event"]), stream.removeprefix(self.prefix)
                 )
                 for stream, _entry_id, fields in chunk
+                if "type" not in fields or consumer.wants_type(fields["type"])
             ]
             apply_all(self.db, consumer, received, policy=policy)
             for stream in {stream for stream, _id, _f in chunk}:

@@ -8,13 +8,14 @@ before inserting, on SQLite the database's single writer lock already does it.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Row, Text, cast, func, select, text
 from sqlalchemy.orm import Session
 
 from revhub.core.db import insert_rows, utcnow
@@ -102,28 +103,45 @@ def _line_up(session: Session) -> None:
     session.info[LOCKED_BY] = transaction
 
 
-def to_event(row: OutboxEvent) -> Event:
+LOG_COLUMNS = (
+    OutboxEvent.seq,
+    OutboxEvent.event_id,
+    OutboxEvent.topic,
+    OutboxEvent.event_type,
+    OutboxEvent.tenant_id,
+    OutboxEvent.occurred_at,
+    cast(OutboxEvent.payload, Text).label("payload"),
+    cast(OutboxEvent.meta, Text).label("meta"),
+)
+"""What a reader of the log needs of a row: everything but ``relayed_at``, the payload and
+metadata as their JSON text. A consumer reads every event of its topics and decodes only
+those it handles (:func:`to_event`)."""
+
+
+def to_event(row: Row[Any]) -> Event:
     return Event(
         event_id=row.event_id,
         event_type=row.event_type,
         tenant_id=row.tenant_id,
         timestamp=row.occurred_at,
-        payload=row.payload,
-        metadata=EventMetadata(**row.meta),
+        payload=json.loads(row.payload),
+        metadata=EventMetadata(**json.loads(row.meta)),
     )
 
 
 def read_after(
     session: Session, *, position: int, topics: Iterable[str], limit: int
-) -> list[tuple[int, OutboxEvent]]:
-    """Events after ``position`` on ``topics``, oldest first, with their ``seq``."""
-    rows = session.scalars(
-        select(OutboxEvent)
+) -> list[Row[Any]]:
+    """Events after ``position`` on ``topics``, oldest first, as plain rows of
+    :data:`LOG_COLUMNS`: every consumer reads every event, hundreds a poll, and needs no
+    ORM identity for them."""
+    query = (
+        select(*LOG_COLUMNS)
         .where(OutboxEvent.seq > position, OutboxEvent.topic.in_(list(topics)))
         .order_by(OutboxEvent.seq)
         .limit(limit)
     )
-    return [(row.seq, row) for row in rows]
+    return list(session.connection().execute(query))
 
 
 def count_after(session: Session, *, position: int, topics: Iterable[str]) -> int:
@@ -135,15 +153,14 @@ def count_after(session: Session, *, position: int, topics: Iterable[str]) -> in
     return int(session.scalar(query) or 0)
 
 
-def unrelayed(session: Session, *, limit: int) -> list[OutboxEvent]:
-    return [
-        *session.scalars(
-            select(OutboxEvent)
-            .where(OutboxEvent.relayed_at.is_(None))
-            .order_by(OutboxEvent.seq)
-            .limit(limit)
-        )
-    ]
+def unrelayed(session: Session, *, limit: int) -> list[Row[Any]]:
+    query = (
+        select(*LOG_COLUMNS)
+        .where(OutboxEvent.relayed_at.is_(None))
+        .order_by(OutboxEvent.seq)
+        .limit(limit)
+    )
+    return list(session.connection().execute(query))
 
 
 def last_seq(session: Session) -> int:

@@ -108,11 +108,17 @@ def list_deliveries(
     return [*session.scalars(query.limit(limit))]
 
 
+_READ_ACTIVE_SUBSCRIPTIONS = select(WebhookSubscription).where(WebhookSubscription.active.is_(True))
+"""Built once: building the statement for every event cost more than the rest of the
+consumer's handler."""
+
+
 def _active_subscriptions(session: Session) -> list[WebhookSubscription]:
     """Read once per transaction: the consumer applies a batch of hundreds of events in
     one, and the subscriptions cannot change under it."""
-    query = select(WebhookSubscription).where(WebhookSubscription.active.is_(True))
-    return once_per_transaction(session, ACTIVE_SUBSCRIPTIONS, lambda: [*session.scalars(query)])
+    return once_per_transaction(
+        session, ACTIVE_SUBSCRIPTIONS, lambda: [*session.scalars(_READ_ACTIVE_SUBSCRIPTIONS)]
+    )
 
 
 def enqueue_deliveries(session: Session, event: Event, *, topic: str, now: datetime) -> int:
