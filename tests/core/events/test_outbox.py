@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -12,7 +14,7 @@ from revhub.core.events.bus import Bus
 from revhub.core.events.consumers import Consumer
 from revhub.core.events.envelope import correlated
 from revhub.core.events.models import OutboxEvent
-from revhub.core.events.outbox import held_until_done, publish
+from revhub.core.events.outbox import NEWS, held_until_done, publish
 from tests.eventing import applied, deliver_all
 
 
@@ -142,3 +144,26 @@ def test_the_correlation_id_follows_the_request(db: Database) -> None:
     with correlated("req-123"), db.transaction() as session:
         event = publish(session, topic="platform", event_type="x", tenant_id="t", payload={})
     assert event.metadata.correlation_id == "req-123"
+
+
+def test_a_commit_that_published_wakes_the_consumers_waiting_for_news(db: Database) -> None:
+    seen = NEWS.generation
+
+    def rolled_back() -> None:
+        with db.transaction() as session:
+            publish(session, topic="lead-capture", event_type="x", tenant_id="t", payload={})
+            raise RuntimeError("rolled back after publishing")
+
+    with pytest.raises(RuntimeError):
+        rolled_back()
+    with db.transaction() as session:
+        session.execute(select(1))  # a commit that published nothing
+    assert NEWS.generation == seen
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(NEWS.wait_past(seen, 30.0)))
+    waiter.start()
+    with db.transaction() as session:
+        publish(session, topic="lead-capture", event_type="x", tenant_id="t", payload={})
+    waiter.join(30.0)
+    assert woke == [True]
+    assert NEWS.generation == seen + 1

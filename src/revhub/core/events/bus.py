@@ -43,6 +43,9 @@ def _chunks(items: list[T]) -> Iterator[list[T]]:
 
 
 class Bus(Protocol):
+    batch_size: int
+    """Most events one poll reads (per stream, on Redis)."""
+
     def poll(
         self,
         consumer: Consumer,
@@ -74,19 +77,11 @@ class LocalBus:
         self.db = db
         self.batch_size = batch_size
 
-    def _position(self, consumer: str) -> int:
-        with self.db.reading() as session:
-            position = session.scalar(
-                select(ConsumerOffset.position).where(ConsumerOffset.consumer == consumer)
-            )
-        if position is not None:
-            return position
+    def _start(self, consumer: str) -> None:
+        """Give a consumer its offset row, at 0, the first time it polls."""
         with self.db.transaction() as session:
-            offset = session.get(ConsumerOffset, consumer)
-            if offset is None:
+            if session.get(ConsumerOffset, consumer) is None:
                 session.add(ConsumerOffset(consumer=consumer, position=0))
-                return 0
-            return offset.position
 
     def poll(
         self,
@@ -96,11 +91,15 @@ class LocalBus:
         worker_id: str = "",
         stopping: Callable[[], bool] = _never,
     ) -> int:
-        position = self._position(consumer.name)
         with self.db.reading() as session:
-            rows = outbox.read_after(
-                session, position=position, topics=consumer.topics, limit=self.batch_size
+            position = session.scalar(
+                select(ConsumerOffset.position).where(ConsumerOffset.consumer == consumer.name)
             )
+            rows = outbox.read_after(
+                session, position=position or 0, topics=consumer.topics, limit=self.batch_size
+            )
+        if position is None:
+            self._start(consumer.name)
         handled = 0
         for chunk in _chunks(rows):
             if stopping():

@@ -9,13 +9,14 @@ before inserting, on SQLite the database's single writer lock already does it.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Text, cast, func, select, text
+from sqlalchemy import Row, Text, cast, event, func, select, text
 from sqlalchemy.orm import Session
 
 from revhub.core.db import insert_rows, utcnow
@@ -26,6 +27,47 @@ from revhub.core.events.models import OutboxEvent
 OUTBOX_LOCK_KEY = 0x72657668  # "revh": the advisory lock that orders publishers
 LOCKED_BY = "revhub.outbox.locked_by"
 HELD = "revhub.outbox.held"
+PUBLISHED = "revhub.outbox.published"
+
+
+class News:
+    """Which generation of committed events this process has reached: a consumer that
+    found nothing waits for the next one instead of asking the database again and again
+    (idle, four consumers polling every 50 ms kept a sixth of a CPU busy)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def arrived(self) -> None:
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+
+    def wait_past(self, generation: int, timeout: float) -> bool:
+        """Wait until events newer than ``generation`` commit here, or ``timeout``."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._generation != generation, timeout)
+
+
+NEWS = News()
+"""Events committed by this process. Another process's (a CLI command's, or an API's when
+the worker runs apart) are found by the consumers' next poll."""
+
+
+@event.listens_for(Session, "after_commit")
+def _announce(session: Session) -> None:
+    if session.info.pop(PUBLISHED, False):
+        NEWS.arrived()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(PUBLISHED, None)
 
 
 def publish(
@@ -94,6 +136,7 @@ def held_until_done(session: Session) -> Iterator[None]:
 def _line_up(session: Session) -> None:
     """Take the publishers' lock once per transaction (the row is inserted at the next
     flush, still inside the transaction and so still behind the lock)."""
+    session.info[PUBLISHED] = True
     if session.get_bind().dialect.name != "postgresql":
         return
     transaction = session.get_transaction()

@@ -20,6 +20,7 @@ import structlog
 
 from revhub.core import leases
 from revhub.core.db import Database
+from revhub.core.events import outbox
 from revhub.core.events.bus import Bus, RedisBus
 from revhub.core.events.consumers import Consumer, ConsumerRegistry
 from revhub.core.retry import RetryPolicy
@@ -28,6 +29,15 @@ log = structlog.get_logger("revhub.worker")
 
 RELAY_LEASE = "outbox-relay"
 IDLE_WAIT_SECONDS = 0.05
+"""The relay's pause when nothing was waiting; and a consumer's after a poll that found
+events without filling a batch: under a steady trickle (single leads, each publishing a
+few events) a consumer that read again at once spent its time on each poll's transactions
+for two or three events. Pausing lets events gather into one batch, and delays none by
+more than this."""
+QUIET_WAIT_SECONDS = 0.5
+"""A consumer on the local bus that found nothing polls again after this, or as soon as
+this process commits an event (``outbox.NEWS``): events committed by another process wait
+at most this long."""
 ERROR_WAIT_SECONDS = 1.0
 
 
@@ -57,6 +67,7 @@ class Worker:
         log.info("worker_started", worker=self.name, threads=[t.name for t in self._threads])
 
     def join(self, timeout: float | None = None) -> None:
+        outbox.NEWS.arrived()  # wakes the consumers waiting for news, to see ``stop``
         for thread in self._threads:
             thread.join(timeout)
         leases.release(self.db, name=RELAY_LEASE, holder=self.name)
@@ -91,11 +102,16 @@ class Worker:
         policy = self.policy_for(consumer.name)
         while not stop.is_set():
             try:
+                seen = outbox.NEWS.generation
                 handled = self.bus.poll(
                     consumer, policy=policy, worker_id=self.name, stopping=stop.is_set
                 )
-                if not handled and not isinstance(self.bus, RedisBus):
+                if handled >= self.bus.batch_size:
+                    continue  # a backlog: read on at once
+                if handled:
                     stop.wait(IDLE_WAIT_SECONDS)
+                elif not isinstance(self.bus, RedisBus):  # (XREADGROUP blocked already)
+                    outbox.NEWS.wait_past(seen, QUIET_WAIT_SECONDS)
             except Exception:  # as above: log, wait, go on
                 log.exception("consumer_error", consumer=consumer.name)
                 stop.wait(ERROR_WAIT_SECONDS)
