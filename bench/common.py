@@ -567,11 +567,32 @@ class Seeded:
     seconds: float = 0.0
 
 
-def _post(client: Any, path: str, body: dict[str, Any], expect: int) -> Any:
+def post_json(client: Any, path: str, body: dict[str, Any], expect: int) -> Any:
+    """POST ``body`` to the sales ``path``; its JSON answer, or HubError if not ``expect``."""
     response = client.post(f"{SALES}{path}", json=body)
     if response.status_code != expect:
         raise HubError(f"POST {path} answered {response.status_code}: {response.text[:500]}")
     return response.json()
+
+
+def seed_team(client: Any) -> int:
+    """The campaigns, and the territories with their reps, through ``client`` (an
+    ``httpx.Client`` holding the base URL and the API key); the number of reps."""
+    for key, name, channel in CAMPAIGNS:
+        post_json(client, "/campaigns", {"key": key, "name": name, "channel": channel}, 201)
+    reps = 0
+    for (name, body), count in zip(TERRITORIES, REPS_PER_TERRITORY, strict=True):
+        territory = post_json(client, "/territories", {"name": name, **body}, 201)
+        for i in range(count):
+            rep = {
+                "name": f"{name} rep {i + 1}",
+                "email": f"rep{i + 1}.{territory['id'][:8]}@bench.example",
+                "territory_id": territory["id"],
+                "capacity": 1 + i % 3,
+            }
+            post_json(client, "/reps", rep, 201)
+            reps += 1
+    return reps
 
 
 def seed_sales(hub: SalesHub, *, visitors: int = 0, seed: int = 7) -> Seeded:
@@ -584,20 +605,7 @@ def seed_sales(hub: SalesHub, *, visitors: int = 0, seed: int = 7) -> Seeded:
     rng = random.Random(seed)
     headers = {"X-API-Key": hub.api_key}
     with httpx.Client(base_url=hub.base_url, headers=headers, timeout=600.0) as client:
-        for key, name, channel in CAMPAIGNS:
-            _post(client, "/campaigns", {"key": key, "name": name, "channel": channel}, 201)
-        reps = 0
-        for (name, body), count in zip(TERRITORIES, REPS_PER_TERRITORY, strict=True):
-            territory = _post(client, "/territories", {"name": name, **body}, 201)
-            for i in range(count):
-                rep = {
-                    "name": f"{name} rep {i + 1}",
-                    "email": f"rep{i + 1}.{territory['id'][:8]}@bench.example",
-                    "territory_id": territory["id"],
-                    "capacity": 1 + i % 3,
-                }
-                _post(client, "/reps", rep, 201)
-                reps += 1
+        reps = seed_team(client)
         ids = [f"visitor-{secrets.token_hex(8)}" for _ in range(visitors)]
         keys = [k for k, _, _ in CAMPAIGNS]
         items = []
@@ -606,7 +614,7 @@ def seed_sales(hub: SalesHub, *, visitors: int = 0, seed: int = 7) -> Seeded:
             if rng.random() < 0.5:
                 items.append(touchpoint(rng, keys, anonymous_id=visitor))
         for start in range(0, len(items), 1000):
-            result = _post(
+            result = post_json(
                 client, "/touchpoints/bulk", {"touchpoints": items[start : start + 1000]}, 200
             )
             if result["rejected"]:

@@ -45,13 +45,12 @@ from common import (
     DEFAULT_POSTGRES_URL,
     DEFAULT_REDIS_URL,
     REPO,
-    REPS_PER_TERRITORY,
-    SALES,
-    TERRITORIES,
     LeadFactory,
     delete_redis_keys,
     environment,
+    post_json,
     reset_postgres,
+    seed_team,
     touchpoint,
     write_json,
 )
@@ -84,42 +83,25 @@ def _settings(backend: str, data_dir: Path, postgres_url: str, redis_url: str) -
     )
 
 
-def _load(client: Any, headers: dict[str, str], leads: int, touchpoints: int, seed: int) -> int:
+def _load(client: Any, leads: int, touchpoints: int, seed: int) -> int:
     """Seed the sales team and campaigns, then send the bulk leads and touchpoints; the
-    number of events the outbox holds afterwards."""
-
-    def post(path: str, body: dict[str, Any], expect: int) -> Any:
-        answer = client.post(SALES + path, json=body, headers=headers)
-        if answer.status_code != expect:
-            raise SystemExit(f"POST {path} answered {answer.status_code}: {answer.text[:300]}")
-        return answer.json()
-
-    for key, name, channel in CAMPAIGNS:
-        post("/campaigns", {"key": key, "name": name, "channel": channel}, 201)
-    for (name, body), count in zip(TERRITORIES, REPS_PER_TERRITORY, strict=True):
-        territory = post("/territories", {"name": name, **body}, 201)
-        for i in range(count):
-            rep = {"name": f"{name} {i}", "email": f"rep{i}.{territory['id'][:8]}@b.example",
-                   "territory_id": territory["id"], "capacity": 1 + i % 3}  # fmt: skip
-            post("/reps", rep, 201)
+    number of people captured."""
+    seed_team(client)
     keys = [k for k, _, _ in CAMPAIGNS]
     factory = LeadFactory(seed, campaigns=keys, identify=0.0, merge=0.0)
     emails: list[str] = []
     for start in range(0, leads, BATCH):
         batch = [factory.next()[1] for _ in range(min(BATCH, leads - start))]
-        answer = post("/leads/bulk", {"leads": batch}, 200)
-        emails += [
-            b["email"] for b, r in zip(batch, answer["results"], strict=True) if r["status"] == 201
-        ]
+        answer = post_json(client, "/leads/bulk", {"leads": batch}, 200)
+        results = zip(batch, answer["results"], strict=True)
+        emails += [body["email"] for body, item in results if item["status"] == 201]
         for body in batch:
             factory.confirm(body)
     rng = random.Random(seed)
     for start in range(0, touchpoints, BATCH):
-        items = [
-            touchpoint(rng, keys, email=rng.choice(emails))
-            for _ in range(min(BATCH, touchpoints - start))
-        ]
-        post("/touchpoints/bulk", {"touchpoints": items}, 200)
+        count = min(BATCH, touchpoints - start)
+        items = [touchpoint(rng, keys, email=rng.choice(emails)) for _ in range(count)]
+        post_json(client, "/touchpoints/bulk", {"touchpoints": items}, 200)
     return len(emails)
 
 
@@ -144,9 +126,8 @@ def one_run(options: argparse.Namespace, run: int) -> dict[str, Any]:
             token = ApiKeyFactory(session).create(role="admin")[1]
         app = create_app(settings, db=db, check_schema=False)
         try:
-            with TestClient(app) as client:
-                people = _load(client, {"X-API-Key": token}, options.leads, options.touchpoints,
-                               options.seed + run)  # fmt: skip
+            with TestClient(app, headers={"X-API-Key": token}) as client:
+                people = _load(client, options.leads, options.touchpoints, options.seed + run)
             with db.reading() as session:
                 events = session.scalar(select(func.count()).select_from(OutboxEvent)) or 0
             worker = build_worker(settings, db)

@@ -62,8 +62,10 @@ class Consumer:
     description: str = ""
     handle_many: BatchHandler | None = None
     """Optional: what ``handle`` does to each event of a batch, done for the batch at once
-    (one look-up for every event instead of one per event). ``handle`` still serves replays
-    and the one-by-one path after a failed batch."""
+    (one look-up for every event instead of one per event). The batch has no single
+    correlation id: what it publishes, it publishes under the id of the event that caused
+    it (``envelope.correlated``). ``handle`` still serves replays and the one-by-one path
+    after a failed batch."""
 
     def wants(self, event: Event) -> bool:
         return self.wants_type(event.event_type)
