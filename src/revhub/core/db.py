@@ -31,7 +31,8 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -301,8 +302,9 @@ def insert_rows(session: Session, model: type[Any], rows: list[dict[str, Any]]) 
     SQLAlchemy's own executemany builds each row's parameters through the compiled statement,
     which cost more than the database's work. Here each value goes through its column type's
     bind processor and nothing else, so what is stored is what the ORM would store. SQLite
-    takes one executemany of a prepared statement; PostgreSQL multi-row VALUES, so that a
-    thousand rows are a few statements rather than a thousand. A callable column default is
+    takes one executemany of a prepared statement; PostgreSQL one ``COPY … FROM STDIN`` per
+    table, which took a quarter of the time (and of the client's CPU) of multi-row VALUES
+    for 3,000 events. A callable column default is
     called without an execution context (``uuid4``, ``utcnow``, ``dict`` need none); one
     that reads the row's other values would need the ORM path. Nothing is read back: the
     caller gives any key it needs afterwards."""
@@ -316,28 +318,39 @@ def insert_rows(session: Session, model: type[Any], rows: list[dict[str, Any]]) 
     for keys, group in by_keys.items():
         plan = _insert_plan(model, keys, dialect)
         values = [plan.parameters(row) for row in group]
-        if dialect.name != "postgresql":
-            connection.exec_driver_sql(plan.head + plan.one_row, values)
-            continue
-        size = max(1, MAX_PARAMETERS // (len(plan.given) + len(plan.defaulted)))
-        for start in range(0, len(values), size):
-            chunk = values[start : start + size]
-            sql = plan.head + ", ".join([plan.one_row] * len(chunk))
-            connection.exec_driver_sql(sql, tuple(v for row in chunk for v in row))
+        if dialect.name == "postgresql":
+            _copy_rows(connection, plan.copy, values)
+        else:
+            connection.exec_driver_sql(plan.insert, values)
 
 
-MAX_PARAMETERS = 30_000
-"""Per multi-row INSERT on PostgreSQL (whose limit is 65,535 bind parameters a statement)."""
+def _copy_rows(connection: Connection, copy: str, values: list[tuple[Any, ...]]) -> None:
+    """``values`` through PostgreSQL's COPY in text form (the server parses each value as
+    its column's type). A refusal is raised as SQLAlchemy's error (an ``IntegrityError``
+    for a unique key), as a statement's would be, so callers' retries still see it; and
+    statement listeners are told of it, as of any statement."""
+    dbapi = connection.dialect.loaded_dbapi
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    connection.dispatch.before_cursor_execute(connection, cursor, copy, (), None, True)
+    try:
+        with cursor.copy(copy) as rows:
+            for row in values:
+                rows.write_row(row)
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(copy, None, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
+
 
 Processor = Callable[[Any], Any] | None
 
 
 @dataclass(frozen=True)
 class _InsertPlan:
-    head: str
-    """``INSERT INTO table (columns) VALUES `` for the given columns, then the defaulted."""
-    one_row: str
-    """One row's placeholders: ``(?, ?, …)``."""
+    insert: str
+    """``INSERT INTO table (columns) VALUES (?, ?, …)``: the given columns, then the defaulted."""
+    copy: str
+    """``COPY table (columns) FROM STDIN``, the same columns (PostgreSQL)."""
     given: tuple[tuple[str, Processor], ...]
     """(attribute, bind processor) of each value a row gives."""
     defaulted: tuple[tuple[Callable[[Any], Any], Processor], ...]
@@ -382,9 +395,11 @@ def _plan_insert(model: type[Any], keys: tuple[str, ...], dialect: Dialect) -> _
             return lambda _context: stated.arg
         raise ValueError(f"insert_rows into {table.name}: {column.name} needs a value")
 
+    marks = ", ".join([mark] * (len(columns) + len(left_out)))
+    name = quote.format_table(table)
     return _InsertPlan(
-        head=f"INSERT INTO {quote.format_table(table)} ({names}) VALUES ",  # noqa: S608 (names from the schema, quoted)
-        one_row="(" + ", ".join([mark] * (len(columns) + len(left_out))) + ")",
+        insert=f"INSERT INTO {name} ({names}) VALUES ({marks})",  # noqa: S608 (names from the schema, quoted)
+        copy=f"COPY {name} ({names}) FROM STDIN",
         given=tuple((key, bind(c)) for key, c in zip(keys, columns, strict=True)),
         defaulted=tuple((default(c), bind(c)) for c in left_out),
     )
