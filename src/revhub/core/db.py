@@ -304,10 +304,9 @@ def insert_rows(session: Session, model: type[Any], rows: list[dict[str, Any]]) 
     bind processor and nothing else, so what is stored is what the ORM would store. SQLite
     takes one executemany of a prepared statement; PostgreSQL one ``COPY … FROM STDIN`` per
     table, which took a quarter of the time (and of the client's CPU) of multi-row VALUES
-    for 3,000 events. A callable column default is
-    called without an execution context (``uuid4``, ``utcnow``, ``dict`` need none); one
-    that reads the row's other values would need the ORM path. Nothing is read back: the
-    caller gives any key it needs afterwards."""
+    for 3,000 events. A callable column default is called without an execution context
+    (``uuid4``, ``utcnow``, ``dict`` need none); one that reads the row's other values would
+    need the ORM path. Nothing is read back: the caller gives any key it needs afterwards."""
     if not rows:
         return
     connection = session.connection()
@@ -328,10 +327,11 @@ def _copy_rows(connection: Connection, copy: str, values: list[tuple[Any, ...]])
     """``values`` through PostgreSQL's COPY in text form (the server parses each value as
     its column's type). A refusal is raised as SQLAlchemy's error (an ``IntegrityError``
     for a unique key), as a statement's would be, so callers' retries still see it; and
-    statement listeners are told of it, as of any statement."""
+    statement listeners hear of it before and after, as of any statement."""
     dbapi = connection.dialect.loaded_dbapi
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    connection.dispatch.before_cursor_execute(connection, cursor, copy, (), None, True)
+    told = (connection, cursor, copy, (), None, True)
+    connection.dispatch.before_cursor_execute(*told)
     try:
         with cursor.copy(copy) as rows:
             for row in values:
@@ -340,6 +340,7 @@ def _copy_rows(connection: Connection, copy: str, values: list[tuple[Any, ...]])
         raise DBAPIError.instance(copy, None, exc, dbapi.Error) from exc
     finally:
         cursor.close()
+    connection.dispatch.after_cursor_execute(*told)
 
 
 Processor = Callable[[Any], Any] | None
