@@ -18,6 +18,7 @@ from revhub.contacts.pii import pii_for
 from revhub.core.db import Database
 from revhub.core.errors import Conflict
 from revhub.core.events.bus import Bus
+from revhub.core.events.models import AppliedEvent
 from revhub.core.jobs import service as jobs
 from revhub.core.settings import Settings
 from revhub.crm import service, sync
@@ -72,6 +73,15 @@ def test_a_captured_lead_reaches_hubspot_through_the_consumer_and_the_chore(
         select(SyncRun).where(SyncRun.connection_id == target.connection_id)
     ).all()
     assert (run.trigger, run.counts) == ("realtime", {"created": 1})
+
+
+def test_without_an_active_connection_lead_events_are_passed_over_unrecorded(
+    client: TestClient, auth_headers: Headers, session: Session, bus: Bus
+) -> None:
+    capture(client, auth_headers, 2)
+    assert deliver_all(bus, crm_sync_consumer()) >= 2
+    recorded = select(AppliedEvent).where(AppliedEvent.consumer == crm_sync_consumer().name)
+    assert session.scalars(recorded).all() == []
 
 
 def test_a_crm_that_is_down_holds_up_only_its_own_connection(

@@ -25,7 +25,7 @@ from revhub.core.jobs.defaults import DAILY_0200
 from revhub.core.jobs.registry import Job, JobContext, JobRegistry
 from revhub.crm.mappings import Mappings
 from revhub.crm.models import CrmConnection
-from revhub.crm.sync import SyncWorker, queue_push, request_sync
+from revhub.crm.sync import SyncWorker, connections_want, queue_push, request_sync
 
 CONSUMER = "crm-sync"
 JOB = "crm_contact_sync"
@@ -49,7 +49,13 @@ def crm_sync_consumer() -> Consumer:
     def handle(session: Session, event: Event, topic: str) -> None:
         queue_record_of(session, event)
 
-    return Consumer(CONSUMER, TOPICS, handle=handle, description="Real-time CRM synchronization")
+    return Consumer(
+        CONSUMER,
+        TOPICS,
+        handle=handle,
+        interest=connections_want,
+        description="Real-time CRM synchronization",
+    )
 
 
 def request_scheduled_syncs(session: Session, context: JobContext) -> int:

@@ -35,6 +35,7 @@ from revhub.contacts.pii import Pii
 from revhub.core.crypto import SecretBox
 from revhub.core.db import Database, once_per_transaction, utcnow
 from revhub.core.errors import Conflict
+from revhub.core.events.consumers import Wants
 from revhub.crm.connectors.base import ObjectKind
 from revhub.crm.mappings import Mappings
 from revhub.crm.models import CrmConnection, PendingPush, SyncRequest, SyncRun
@@ -229,6 +230,13 @@ def request_sync(
 
 _READ_ACTIVE_CONNECTIONS = select(CrmConnection.id).where(CrmConnection.active.is_(True))
 """Built once, not for every event the consumer queues (see ``queue_push``)."""
+
+
+def connections_want(session: Session) -> Wants:
+    """The ``crm-sync`` consumer's interest: every event while a connection is active (the
+    push goes to each), none while there is none."""
+    connected = session.scalars(_READ_ACTIVE_CONNECTIONS.limit(1)).first() is not None
+    return lambda _topic, _event_type: connected
 
 
 def queue_push(session: Session, *, hub_id: uuid.UUID, kind: ObjectKind = "contact") -> int:

@@ -74,3 +74,28 @@ def test_relaying_marks_rows_and_is_not_repeated(db: Database, redis_bus: RedisB
     assert redis_bus.relay() == 4
     assert redis_bus.relay() == 0
     assert redis_bus.redis.xlen(redis_bus.stream_key("lead-capture")) == 4
+
+
+def _autoclaims(bus: RedisBus) -> int:
+    stats = bus.redis.info("commandstats")
+    return int(stats.get("cmdstat_xautoclaim", {}).get("calls", 0))
+
+
+def test_a_look_for_timed_out_entries_that_finds_none_is_not_repeated_within_half_a_timeout(
+    db: Database, redis_url: str, effect_consumer: Consumer
+) -> None:
+    prefix = f"revhub-test-{uuid.uuid4().hex[:8]}:"
+    bus = RedisBus(
+        db, redis_url, topics=TOPICS, block_ms=1, visibility_timeout_ms=2000, prefix=prefix
+    )
+    bus.ensure_groups([effect_consumer])
+    looks = len(effect_consumer.topics)
+    before = _autoclaims(bus)
+    for _ in range(3):  # each poll waits Redis's 0.1 s tick for new entries
+        bus.poll(effect_consumer, policy=FAST, worker_id="w")
+    assert _autoclaims(bus) - before == looks
+    time.sleep(1.0)
+    bus.poll(effect_consumer, policy=FAST, worker_id="w")
+    assert _autoclaims(bus) - before == 2 * looks
+    for key in bus.redis.scan_iter(f"{prefix}*"):
+        bus.redis.delete(key)

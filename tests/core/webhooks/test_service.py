@@ -17,7 +17,7 @@ from revhub.core.crypto import SecretBox
 from revhub.core.db import Database, utcnow
 from revhub.core.events.bus import Bus
 from revhub.core.events.consumers import ConsumerRegistry
-from revhub.core.events.models import DeadLetter
+from revhub.core.events.models import AppliedEvent, DeadLetter
 from revhub.core.events.outbox import publish
 from revhub.core.events.service import replay_requested, request_replay
 from revhub.core.retry import RetryPolicy
@@ -166,6 +166,41 @@ def test_only_wanted_event_types_and_active_subscriptions_get_deliveries(
     deliver_all(bus, webhooks_consumer())
     with db.transaction() as session:
         assert [d.event_type for d in _deliveries(session)] == ["lead.mql"]
+
+
+def _recorded(session: Session) -> set[str]:
+    """Events the webhooks consumer recorded as applied."""
+    rows = session.scalars(
+        select(AppliedEvent.event_id).where(AppliedEvent.consumer == webhooks.CONSUMER)
+    )
+    return {str(event_id) for event_id in rows}
+
+
+def test_events_no_subscription_wants_are_passed_over_unrecorded(
+    db: Database, bus: Bus, receiver: Receiver
+) -> None:
+    _publish(db, "lead.mql")
+    _publish(db, "lead.scored")
+    assert deliver_all(bus, webhooks_consumer()) == 2
+    _subscribe(db, receiver.url, event_types=["lead.mql"])
+    wanted = _publish(db, "lead.mql")
+    _publish(db, "lead.scored")
+    assert deliver_all(bus, webhooks_consumer()) == 2
+    with db.transaction() as session:
+        assert _recorded(session) == {wanted}
+        assert [str(d.event_id) for d in _deliveries(session)] == [wanted]
+
+
+def test_a_subscription_made_before_the_poll_gets_events_published_before_it(
+    db: Database, bus: Bus, receiver: Receiver
+) -> None:
+    """What a poll passes over is decided when it reads the subscriptions, after the events:
+    nothing published while a subscription exists is missed."""
+    event_id = _publish(db)
+    _subscribe(db, receiver.url)
+    deliver_all(bus, webhooks_consumer())
+    with db.transaction() as session:
+        assert [str(d.event_id) for d in _deliveries(session)] == [event_id]
 
 
 def test_a_second_worker_cannot_claim_what_the_first_holds(

@@ -30,6 +30,8 @@ Handler = Callable[[Session, Event, str], None]
 BatchHandler = Callable[[Session, "list[Received]"], None]
 """``handle_many(session, received)``: apply a batch, in order, inside one transaction."""
 Outcome = Literal["applied", "duplicate", "skipped", "dead_lettered"]
+Wants = Callable[[str, str], bool]
+"""``wants(topic, event_type)``: whether a consumer has anything to do with such an event."""
 
 log = structlog.get_logger("revhub.events")
 
@@ -67,8 +69,25 @@ class Consumer:
     it (``envelope.correlated``). ``handle`` still serves replays and the one-by-one path
     after a failed batch."""
 
+    interest: Callable[[Session], Wants] | None = None
+    """Optional, for a consumer that fans events out to targets configured at run time (the
+    webhook subscriptions, the CRM connections): what those targets want now, read once per
+    poll after the events (so a target stored before an event was published is seen). An
+    event no target wants is passed over, neither applied nor recorded: with no
+    subscription, the webhooks consumer spent a third of the worker's CPU recording events
+    it did nothing with. Replays (``apply``) do not ask."""
+
     def wants(self, event: Event) -> bool:
         return self.wants_type(event.event_type)
+
+    def wanted_now(self, session: Session) -> Wants:
+        """``wants_type`` narrowed by ``interest`` as read in ``session``: for one poll."""
+        narrowed = self.interest(session) if self.interest is not None else None
+
+        def wants(topic: str, event_type: str) -> bool:
+            return self.wants_type(event_type) and (narrowed is None or narrowed(topic, event_type))
+
+        return wants
 
     def wants_type(self, event_type: str) -> bool:
         """Asked before an event is parsed: a bus skips what the consumer would not handle."""

@@ -18,7 +18,8 @@ SECRET_PURPOSE = "webhook-secret"  # noqa: S105 (an HKDF label, not a secret)
 
 
 def webhooks_consumer() -> Consumer:
-    """Every topic; each event becomes one delivery per subscription that wants it."""
+    """Every topic; each event becomes one delivery per subscription that wants it (an event
+    no active subscription wants is passed over)."""
 
     def handle(session: Session, event: Event, topic: str) -> None:
         service.enqueue_deliveries(session, event, topic=topic, now=utcnow())
@@ -27,6 +28,7 @@ def webhooks_consumer() -> Consumer:
         service.CONSUMER,
         frozenset(TOPICS),
         handle=handle,
+        interest=service.subscribers_want,
         description="Outbound webhooks (signed HTTP POSTs)",
     )
 

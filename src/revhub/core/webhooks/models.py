@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +29,14 @@ class WebhookSubscription(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def wants(self, topic: str, event_type: str) -> bool:
-        return topic in self.topics and (not self.event_types or event_type in self.event_types)
+        return wants_event(self.topics, self.event_types or (), topic, event_type)
+
+
+def wants_event(
+    topics: Collection[str], event_types: Collection[str], topic: str, event_type: str
+) -> bool:
+    """A subscription wants an event of its topics, and of its event types when it names any."""
+    return topic in topics and (not event_types or event_type in event_types)
 
 
 class WebhookDelivery(Base):

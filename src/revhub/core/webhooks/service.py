@@ -29,12 +29,12 @@ from sqlalchemy.orm import Session
 from revhub import __version__
 from revhub.core.crypto import SecretBox
 from revhub.core.db import Database, get_or_404, once_per_transaction, utcnow
-from revhub.core.events.consumers import add_dead_letter
+from revhub.core.events.consumers import Wants, add_dead_letter
 from revhub.core.events.envelope import Event
 from revhub.core.observability import REGISTRY
 from revhub.core.pagination import newest_first
 from revhub.core.retry import RetryableError, RetryPolicy
-from revhub.core.webhooks.models import WebhookDelivery, WebhookSubscription
+from revhub.core.webhooks.models import WebhookDelivery, WebhookSubscription, wants_event
 from revhub.core.webhooks.schemas import SubscriptionCreate
 
 CONSUMER = "webhooks"
@@ -119,6 +119,20 @@ def _active_subscriptions(session: Session) -> list[WebhookSubscription]:
     return once_per_transaction(
         session, ACTIVE_SUBSCRIPTIONS, lambda: [*session.scalars(_READ_ACTIVE_SUBSCRIPTIONS)]
     )
+
+
+def subscribers_want(session: Session) -> Wants:
+    """The ``webhooks`` consumer's interest: what the active subscriptions want now (nothing
+    at all while there are none)."""
+    wanted = [
+        (frozenset(sub.topics), frozenset(sub.event_types or ()))
+        for sub in session.scalars(_READ_ACTIVE_SUBSCRIPTIONS)
+    ]
+
+    def wants(topic: str, event_type: str) -> bool:
+        return any(wants_event(topics, types, topic, event_type) for topics, types in wanted)
+
+    return wants
 
 
 def enqueue_deliveries(session: Session, event: Event, *, topic: str, now: datetime) -> int:
