@@ -4,15 +4,17 @@ lifecycle, record consent. Plain functions on a session; the caller owns the tra
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, Engine, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from revhub.contacts.models import Account, Consent, Contact, Identity, StageChange
@@ -26,6 +28,8 @@ from revhub.core.pagination import newest_first
 TOPIC = "lead-capture"
 NO_ACCOUNT = "unassigned"
 SEALED_KINDS = frozenset({"email"})
+ACCOUNT_LOCK_WAIT = "2s"
+"""How long a new account's own transaction waits for a row lock (see ``_store_accounts``)."""
 
 MergeHook = Callable[[Session, "Contact", "Contact"], None]
 MERGE_HOOKS: list[MergeHook] = []
@@ -144,9 +148,36 @@ def get_or_create_accounts(session: Session, *, names: dict[str, str]) -> dict[s
             {"id": uuid.uuid4(), "domain": d, "name": names[d][:200], "created_at": now}
             for d in missing
         ]
-        session.execute(_insert_new(session, Account).values(rows))
+        _store_accounts(session, rows)
         found |= {a.domain: a for a in session.scalars(query.where(Account.domain.in_(missing)))}
     return found
+
+
+def _store_accounts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert new accounts, a domain already stored skipped. On PostgreSQL they are committed
+    at once, in a transaction of their own: a pending insert holds its domain until its
+    transaction ends, so two bulk imports naming the same new company queued behind each
+    other for the whole of the first one's work (two API processes captured no faster than
+    one). An account is only a domain and a name, shared by whoever names it; if the
+    capture then fails, the account stays, with nobody in it yet. SQLite has one writer at
+    a time, so there it is written in the caller's transaction, as it is for a session
+    bound to a connection the caller holds.
+
+    The insert may wait for another capture updating the same account (a stored domain is
+    skipped, but a row being changed is waited for); it waits at most ``ACCOUNT_LOCK_WAIT``,
+    then falls back to the caller's transaction, so a wait can never become a cycle that
+    PostgreSQL cannot see (this transaction waiting on the caller's)."""
+    statement = _insert_new(session, Account).values(rows)
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql" or not isinstance(bind, Engine):
+        session.execute(statement)
+        return
+    try:
+        with bind.begin() as own:
+            own.execute(text(f"SET LOCAL lock_timeout = '{ACCOUNT_LOCK_WAIT}'"))
+            own.execute(statement)
+    except OperationalError:
+        session.execute(statement)
 
 
 def _insert_new(session: Session, model: type[Account]) -> Any:
@@ -228,6 +259,32 @@ def update_profile(session: Session, pii: Pii, *, contact: Contact, profile: Pro
             setattr(contact, name, value)
     if profile.quality_score is not None:
         contact.quality_score = profile.quality_score
+
+
+def claim_identities(session: Session, identities: Iterable[tuple[str, str]]) -> None:
+    """On PostgreSQL, hold each identity (kind, key) a capture is about to look up and
+    perhaps create until the transaction ends, before looking: a second capture naming the
+    same person then waits for the first to commit and finds the profile it stored, instead
+    of both creating one and the later failing on the unique key (two bulk imports running
+    side by side that share a few people were refused with 409). Captures naming different
+    people do not wait for each other. Locks are taken in one sorted order, so two captures
+    never each hold what the other wants. SQLite has one writer at a time: nothing to do."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted({_lock_key(kind, key) for kind, key in identities})
+    if keys:
+        session.execute(_CLAIM, {"keys": keys})
+
+
+_CLAIM = text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k"
+)
+
+
+def _lock_key(kind: str, key: str) -> int:
+    """A signed 64-bit advisory lock key for an identity (two sharing a key only wait)."""
+    digest = hashlib.blake2b(f"{kind}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def identity_key(pii: Pii, kind: str, value: str) -> str:
