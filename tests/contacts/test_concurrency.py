@@ -9,12 +9,12 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, delete, select, text, update
+from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from revhub.contacts.models import Account
-from revhub.contacts.service import _store_accounts, claim_identities, get_or_create_accounts
+from revhub.contacts.models import Account, IdentityClaim
+from revhub.contacts.service import _store_accounts, get_or_create_accounts, identities_claimed
 from revhub.core.db import utcnow
 
 
@@ -73,10 +73,20 @@ def test_a_capture_naming_a_person_another_capture_holds_waits_and_others_do_not
         pytest.skip("SQLite has one writer at a time: nothing to claim")
     mine = ("email", uuid.uuid4().hex)
     with Session(engine) as first, Session(engine) as second:
-        claim_identities(first, [mine, ("anonymous", "visitor-1")])
-        second.execute(text("SET LOCAL lock_timeout = '300ms'"))
-        claim_identities(second, [("email", uuid.uuid4().hex), ("anonymous", "visitor-2")])
-        with pytest.raises(OperationalError, match="lock timeout"):
-            claim_identities(second, [("email", uuid.uuid4().hex), mine])
-        second.rollback()
-        first.rollback()
+        with identities_claimed(first, [mine, ("anonymous", uuid.uuid4().hex)]):
+            second.execute(text("SET LOCAL lock_timeout = '300ms'"))
+            with identities_claimed(second, [("email", uuid.uuid4().hex)]):
+                pass
+            with (
+                pytest.raises(OperationalError, match="lock timeout"),
+                identities_claimed(second, [("email", uuid.uuid4().hex), mine]),
+            ):
+                pass
+            second.rollback()
+        assert first.scalar(select(func.count()).select_from(IdentityClaim)) == 0, (
+            "claims are gone before the claiming transaction commits"
+        )
+        first.commit()
+        with identities_claimed(second, [mine]):
+            pass
+        second.commit()

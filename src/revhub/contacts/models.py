@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from revhub.core.db import Base, Timestamped, utcnow
@@ -78,6 +78,19 @@ class Identity(Base):
     key: Mapped[str] = mapped_column(String(255))
     sealed_value: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdentityClaim(Base):
+    """An identity a capture in progress has looked up and may create (PostgreSQL only). The
+    row is inserted when the capture starts and deleted before it ends, so no one ever sees
+    it: while its transaction is open, a second capture claiming the same identity waits on
+    the unique key, as on a row lock, without taking a slot in PostgreSQL's shared lock
+    table (a 1,000-lead batch holding 1,000 advisory locks would, and a few such imports at
+    once would fill it)."""
+
+    __tablename__ = "identity_claim"
+
+    lock_key: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
 
 
 class StageChange(Base):

@@ -84,11 +84,6 @@ class Intake:
         )
         if not leads:
             return intake
-        contacts.claim_identities(
-            session,
-            [("email", c.email_key) for c in leads]
-            + [("anonymous", c.visitor) for c in leads if c.visitor],
-        )
         intake._load_accounts(session, leads)
         intake._load_people(session, leads)
         unknown = {

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from revhub.core.db import Database, utcnow
 from revhub.core.events import outbox
-from revhub.core.events.consumers import Consumer, Received, apply_all
+from revhub.core.events.consumers import Consumer, Received, Wants, apply_all
 from revhub.core.events.envelope import Event
 from revhub.core.events.models import ConsumerOffset, OutboxEvent
 from revhub.core.retry import RetryPolicy
@@ -210,8 +210,7 @@ class RedisBus:
         entries = self._reclaim(consumer, worker_id) or self._read_new(consumer, worker_id)
         if not entries:
             return 0
-        with self.db.reading() as session:
-            wants = consumer.wanted_now(session)
+        wants = self._wanted_now(consumer)
         handled = 0
         for chunk in _chunks(entries):
             if stopping():
@@ -229,6 +228,12 @@ class RedisBus:
                 )
             handled += len(chunk)
         return handled
+
+    def _wanted_now(self, consumer: Consumer) -> Wants:
+        if consumer.interest is None:
+            return consumer.wanted_now(None)
+        with self.db.reading() as session:
+            return consumer.wanted_now(session)
 
     def _reclaim(self, consumer: Consumer, worker_id: str) -> list[tuple[str, str, dict[str, str]]]:
         """Entries another worker took and did not acknowledge within the visibility timeout.

@@ -80,9 +80,13 @@ class Consumer:
     def wants(self, event: Event) -> bool:
         return self.wants_type(event.event_type)
 
-    def wanted_now(self, session: Session) -> Wants:
-        """``wants_type`` narrowed by ``interest`` as read in ``session``: for one poll."""
-        narrowed = self.interest(session) if self.interest is not None else None
+    def wanted_now(self, session: Session | None) -> Wants:
+        """``wants_type`` narrowed by ``interest`` as read in ``session``: for one poll (a
+        consumer without ``interest`` needs no session)."""
+        narrowed = None
+        if self.interest is not None:
+            assert session is not None, f"{self.name} reads its interest in a session"
+            narrowed = self.interest(session)
 
         def wants(topic: str, event_type: str) -> bool:
             return self.wants_type(event_type) and (narrowed is None or narrowed(topic, event_type))
