@@ -4,17 +4,18 @@ the same person. These tests commit, on the real engine; SQLite has one writer a
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, delete, func, select, text, update
+from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from revhub.contacts.models import Account, IdentityClaim
-from revhub.contacts.service import _store_accounts, get_or_create_accounts, identities_claimed
+from revhub.contacts.models import Account
+from revhub.contacts.service import _store_accounts, claim_identities, get_or_create_accounts
 from revhub.core.db import utcnow
 
 
@@ -73,20 +74,45 @@ def test_a_capture_naming_a_person_another_capture_holds_waits_and_others_do_not
         pytest.skip("SQLite has one writer at a time: nothing to claim")
     mine = ("email", uuid.uuid4().hex)
     with Session(engine) as first, Session(engine) as second:
-        with identities_claimed(first, [mine, ("anonymous", uuid.uuid4().hex)]):
-            second.execute(text("SET LOCAL lock_timeout = '300ms'"))
-            with identities_claimed(second, [("email", uuid.uuid4().hex)]):
-                pass
-            with (
-                pytest.raises(OperationalError, match="lock timeout"),
-                identities_claimed(second, [("email", uuid.uuid4().hex), mine]),
-            ):
-                pass
-            second.rollback()
-        assert first.scalar(select(func.count()).select_from(IdentityClaim)) == 0, (
-            "claims are gone before the claiming transaction commits"
-        )
+        claim_identities(first, [mine, ("anonymous", uuid.uuid4().hex)])
+        second.execute(text("SET LOCAL lock_timeout = '300ms'"))
+        claim_identities(second, [("email", uuid.uuid4().hex)])
+        with pytest.raises(OperationalError, match="lock timeout"):
+            claim_identities(second, [("email", uuid.uuid4().hex), mine])
+        second.rollback()
+        first.rollback()
+
+
+def test_a_waiting_capture_goes_on_when_the_holder_commits_or_its_savepoint_rolls_back(
+    engine: Engine,
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: nothing to claim")
+    mine = ("email", uuid.uuid4().hex)
+    with Session(engine) as first:
+        first.execute(text("SELECT 1"))
+        savepoint = first.begin_nested()
+        claim_identities(first, [mine])
+        waiter = _claim_in_a_thread(engine, mine)
+        assert not waiter.wait(0.3), "the second capture waits while the claim is held"
+        savepoint.rollback()  # as capture_batch's retry does
+        assert waiter.wait(5), "a rolled-back savepoint gives its claims up"
+        claim_identities(first, [mine])
+        waiter = _claim_in_a_thread(engine, mine)
+        assert not waiter.wait(0.3)
         first.commit()
-        with identities_claimed(second, [mine]):
-            pass
-        second.commit()
+        assert waiter.wait(5), "the claim ends with the holder's transaction"
+
+
+def _claim_in_a_thread(engine: Engine, identity: tuple[str, str]) -> threading.Event:
+    """Claim ``identity`` on a connection of its own; the event is set once it holds it."""
+    done = threading.Event()
+
+    def claim() -> None:
+        with Session(engine) as session:
+            claim_identities(session, [identity])
+            done.set()
+            session.rollback()
+
+    threading.Thread(target=claim, daemon=True).start()
+    return done

@@ -81,16 +81,16 @@ class Identity(Base):
 
 
 class IdentityClaim(Base):
-    """An identity a capture in progress has looked up and may create (PostgreSQL only). The
-    row is inserted when the capture starts and deleted before it ends, so no one ever sees
-    it: while its transaction is open, a second capture claiming the same identity waits on
-    the unique key, as on a row lock, without taking a slot in PostgreSQL's shared lock
-    table (a 1,000-lead batch holding 1,000 advisory locks would, and a few such imports at
-    once would fill it)."""
+    """An identity a capture has looked up and may create (PostgreSQL only): one row per
+    identity ever claimed, locked by the claiming transaction until it ends, so a second
+    capture claiming it waits. A row lock lives in the row: a 1,000-lead batch holding
+    1,000 advisory locks would take 1,000 entries of PostgreSQL's shared lock table, and a
+    few such imports at once would fill it."""
 
     __tablename__ = "identity_claim"
 
     lock_key: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    claimed_at: Mapped[datetime | None] = mapped_column()
 
 
 class StageChange(Base):

@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, delete, select, text, update
+from sqlalchemy import ColumnElement, Engine, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
-from revhub.contacts.models import Account, Consent, Contact, Identity, IdentityClaim, StageChange
+from revhub.contacts.models import Account, Consent, Contact, Identity, StageChange
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import RANK, Stage, can_move, furthest
 from revhub.core.db import add_later, add_row_later, get_or_404, set_later, utcnow, write_held
@@ -167,7 +167,10 @@ def _store_accounts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     The insert may wait for another capture updating the same account (a stored domain is
     skipped, but a row being changed is waited for); it waits at most ``ACCOUNT_LOCK_WAIT``,
     then falls back to the caller's transaction, so a wait can never become a cycle that
-    PostgreSQL cannot see (this transaction waiting on the caller's)."""
+    PostgreSQL cannot see (this transaction waiting on the caller's); so it does when the
+    pool has no second connection to give. Requests inside a transaction at once
+    (``core.http.DB_CONCURRENCY``, 16) stay below the pool (10 + 10 overflow), so one is
+    normally free within moments."""
     statement = _insert_new(session, Account).values(rows)
     bind = session.get_bind()
     if bind.dialect.name != "postgresql" or not isinstance(bind, Engine):
@@ -177,7 +180,7 @@ def _store_accounts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         with bind.begin() as own:
             own.execute(text(f"SET LOCAL lock_timeout = '{ACCOUNT_LOCK_WAIT}'"))
             own.execute(statement)
-    except OperationalError:
+    except (OperationalError, PoolTimeout):
         session.execute(statement)
 
 
@@ -262,31 +265,27 @@ def update_profile(session: Session, pii: Pii, *, contact: Contact, profile: Pro
         contact.quality_score = profile.quality_score
 
 
-@contextmanager
-def identities_claimed(session: Session, identities: Iterable[tuple[str, str]]) -> Iterator[None]:
+def claim_identities(session: Session, identities: Iterable[tuple[str, str]]) -> None:
     """On PostgreSQL, claim each identity (kind, key) a capture is about to look up and
-    perhaps create, for as long as the block runs and then until the transaction ends: a
-    second capture naming the same person waits for the first to commit and finds the
-    profile it stored, instead of both creating one and the later being refused with 409
-    (two bulk imports side by side that shared a few people: 2,000 of 6,000 leads).
-    Captures naming different people do not wait for each other. Claims are taken in one
-    sorted order, so two captures never each hold what the other wants. SQLite has one
-    writer at a time: nothing to claim."""
+    perhaps create, until its transaction ends: a second capture naming the same person
+    waits for the first to commit and finds the profile it stored, instead of both creating
+    one and the later being refused with 409 (two bulk imports side by side that shared a
+    few people: 2,000 of 6,000 leads). Captures naming different people do not wait for
+    each other. Claims are taken in one sorted order, so two captures never each hold what
+    the other wants; a savepoint rolled back gives its claims up. SQLite has one writer at
+    a time: nothing to claim."""
     keys = sorted({_lock_key(kind, key) for kind, key in identities})
-    if not keys or session.get_bind().dialect.name != "postgresql":
-        yield
-        return
-    session.execute(_CLAIM, {"keys": keys})
-    yield
-    session.execute(delete(IdentityClaim).where(IdentityClaim.lock_key.in_(keys)))
+    if keys and session.get_bind().dialect.name == "postgresql":
+        session.execute(_CLAIM, {"keys": keys})
 
 
 _CLAIM = text(
-    "INSERT INTO identity_claim (lock_key) "
-    "SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k ON CONFLICT DO NOTHING"
+    "INSERT INTO identity_claim (lock_key, claimed_at) "
+    "SELECT k, now() FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k "
+    "ON CONFLICT (lock_key) DO UPDATE SET claimed_at = excluded.claimed_at"
 )
-"""A claim another open transaction holds is waited for; one left by a committed or failed
-capture is gone (deleted with it, or never committed)."""
+"""Upsert: a new claim row, or the stored one updated, either way locked until the
+transaction ends (a row lock lives in the row, not in PostgreSQL's shared lock table)."""
 
 
 def _lock_key(kind: str, key: str) -> int:

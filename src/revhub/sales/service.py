@@ -147,18 +147,18 @@ def _capture(
     good = [c for c in checked if isinstance(c, Checked)]
     if not good:
         return [c for c in checked if isinstance(c, InvalidInput)]
-    with contacts.identities_claimed(session, _identities(good)):
-        intake = Intake.load(session, pii, good, model)
-        results: list[s.LeadResult | InvalidInput] = []
-        with batched_writes(session), outbox.held_until_done(session), session.no_autoflush:
-            for i, c in enumerate(checked):
-                if isinstance(c, InvalidInput):
-                    results.append(c)
-                    continue
-                with correlated(correlations[i]) if correlations else nullcontext():
-                    results.append(_process(session, pii, intake, c, model))
-        intake.team.settle(session)
-        session.flush()
+    contacts.claim_identities(session, _identities(good))
+    intake = Intake.load(session, pii, good, model)
+    results: list[s.LeadResult | InvalidInput] = []
+    with batched_writes(session), outbox.held_until_done(session), session.no_autoflush:
+        for i, c in enumerate(checked):
+            if isinstance(c, InvalidInput):
+                results.append(c)
+                continue
+            with correlated(correlations[i]) if correlations else nullcontext():
+                results.append(_process(session, pii, intake, c, model))
+    intake.team.settle(session)
+    session.flush()
     return results
 
 
