@@ -19,6 +19,12 @@ from revhub.contacts.service import _store_accounts, claim_identities, get_or_cr
 from revhub.core.db import utcnow
 
 
+@pytest.fixture(autouse=True)
+def _postgresql_only(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: captures never run side by side")
+
+
 @pytest.fixture
 def domain(engine: Engine) -> Iterator[str]:
     """A domain no other test names; its account is removed afterwards (these tests commit)."""
@@ -34,8 +40,6 @@ def test_on_postgresql_a_new_account_is_committed_at_once_in_a_transaction_of_it
     """A second capture naming the same new company neither waits for the first one's
     transaction (it would hold the domain until it ends) nor creates a twin; if the first
     then fails, the account stays."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has one writer at a time: the account is the caller's to commit")
     with Session(engine) as first:
         mine = get_or_create_accounts(first, names={domain: "Acme"})[domain].id
         with Session(engine) as second:
@@ -52,8 +56,6 @@ def test_a_new_account_held_up_by_a_lock_falls_back_to_the_callers_transaction(
 ) -> None:
     """Its own transaction waits at most ACCOUNT_LOCK_WAIT; then the insert runs in the
     caller's, where PostgreSQL sees any wait cycle (here the caller's lock timeout ends it)."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("only PostgreSQL gives a new account a transaction of its own")
     with Session(engine) as setup, setup.begin():
         get_or_create_accounts(setup, names={domain: "Acme"})
     row = {"id": uuid.uuid4(), "domain": domain, "name": "Acme", "created_at": utcnow()}
@@ -70,8 +72,6 @@ def test_a_new_account_held_up_by_a_lock_falls_back_to_the_callers_transaction(
 def test_a_capture_naming_a_person_another_capture_holds_waits_and_others_do_not(
     engine: Engine,
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has one writer at a time: nothing to claim")
     mine = ("email", uuid.uuid4().hex)
     with Session(engine) as first, Session(engine) as second:
         claim_identities(first, [mine, ("anonymous", uuid.uuid4().hex)])
@@ -86,8 +86,6 @@ def test_a_capture_naming_a_person_another_capture_holds_waits_and_others_do_not
 def test_a_waiting_capture_goes_on_when_the_holder_commits_or_its_savepoint_rolls_back(
     engine: Engine,
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has one writer at a time: nothing to claim")
     mine = ("email", uuid.uuid4().hex)
     with Session(engine) as first:
         first.execute(text("SELECT 1"))
