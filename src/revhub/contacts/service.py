@@ -167,10 +167,10 @@ def _store_accounts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     The insert may wait for another capture updating the same account (a stored domain is
     skipped, but a row being changed is waited for); it waits at most ``ACCOUNT_LOCK_WAIT``,
     then falls back to the caller's transaction, so a wait can never become a cycle that
-    PostgreSQL cannot see (this transaction waiting on the caller's); so it does when the
-    pool has no second connection to give. Requests inside a transaction at once
-    (``core.http.DB_CONCURRENCY``, 16) stay below the pool (10 + 10 overflow), so one is
-    normally free within moments."""
+    PostgreSQL cannot see (this transaction waiting on the caller's). It falls back the
+    same way when the pool has no second connection to give; requests inside a transaction
+    at once (``core.http.DB_CONCURRENCY``, 16) stay below the pool (10 + 10 overflow), so
+    one is normally free within moments."""
     statement = _insert_new(session, Account).values(rows)
     bind = session.get_bind()
     if bind.dialect.name != "postgresql" or not isinstance(bind, Engine):
