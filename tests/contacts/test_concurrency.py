@@ -15,8 +15,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from revhub.contacts.models import Account
+from revhub.contacts.pii import pii_for
 from revhub.contacts.service import _store_accounts, claim_identities, get_or_create_accounts
 from revhub.core.db import utcnow
+from revhub.core.settings import Settings
+from revhub.sales.touchpoints import add_touchpoints
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +117,20 @@ def _claim_in_a_thread(engine: Engine, identity: tuple[str, str]) -> threading.E
 
     threading.Thread(target=claim, daemon=True).start()
     return done
+
+
+def test_touchpoints_for_a_new_visitor_wait_for_a_capture_claiming_them(
+    engine: Engine, settings: Settings
+) -> None:
+    """A touchpoint batch may start an anonymous profile: it claims the visitor too, so it
+    waits for a capture naming them rather than both creating one."""
+    visitor = uuid.uuid4().hex
+    touch = {"anonymous_id": visitor, "channel": "web", "kind": "web_session"}
+    touch["occurred_at"] = utcnow().isoformat()
+    with Session(engine) as capture, Session(engine) as batch:
+        claim_identities(capture, [("anonymous", visitor)])
+        batch.execute(text("SET LOCAL lock_timeout = '300ms'"))
+        with pytest.raises(OperationalError, match="lock timeout"):
+            add_touchpoints(batch, pii_for(settings), items=[touch])
+        batch.rollback()
+        capture.rollback()

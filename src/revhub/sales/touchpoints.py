@@ -137,6 +137,7 @@ def _prefetch(session: Session, pii: Pii, wanted: list[s.TouchpointCreate]) -> _
     visitors = {
         t.anonymous_id.strip() for t in wanted if t.anonymous_id and not (t.contact_id or t.email)
     }
+    contacts.claim_identities(session, [("anonymous", v) for v in visitors])
     owners = contacts.identity_owners(session, "email", set(emails)) | contacts.identity_owners(
         session, "anonymous", visitors
     )
