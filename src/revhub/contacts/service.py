@@ -274,7 +274,7 @@ def claim_identities(session: Session, identities: Iterable[tuple[str, str]]) ->
     each other. Claims are taken in one sorted order, so two captures never each hold what
     the other wants; a savepoint rolled back gives its claims up. SQLite has one writer at
     a time: nothing to claim."""
-    keys = sorted({_lock_key(kind, key) for kind, key in identities})
+    keys = sorted({_claim_key(kind, key) for kind, key in identities})
     if keys and session.get_bind().dialect.name == "postgresql":
         session.execute(_CLAIM, {"keys": keys})
 
@@ -288,7 +288,7 @@ _CLAIM = text(
 transaction ends (a row lock lives in the row, not in PostgreSQL's shared lock table)."""
 
 
-def _lock_key(kind: str, key: str) -> int:
+def _claim_key(kind: str, key: str) -> int:
     """A signed 64-bit key for an identity's claim (two identities sharing one only wait)."""
     digest = hashlib.blake2b(f"{kind}:{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)

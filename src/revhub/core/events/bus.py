@@ -102,11 +102,12 @@ class LocalBus:
             wants = consumer.wanted_now(session) if rows else None
         if position is None:
             self._start(consumer.name)
+        if wants is None:
+            return 0
         handled = 0
         for chunk in _chunks(rows):
             if stopping():
                 break
-            assert wants is not None
             received = [
                 Received(outbox.to_event(row), row.topic)
                 for row in chunk
