@@ -29,6 +29,7 @@ from revhub.core.settings import Settings, load_settings
 from revhub.core.webhooks.router import router as webhooks_router
 from revhub.crm.router import router as crm_router
 from revhub.migrations import schema_status, upgrade
+from revhub.sales.capture_queue import stop_capture
 from revhub.sales.router import routers as sales_routers
 from revhub.worker import build_worker, job_registry
 
@@ -76,18 +77,19 @@ def create_app(
     )
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_garbage_collector()
         if check_schema:
             await run_in_threadpool(ensure_schema, settings, db)
-        if settings.mode != "embedded" or not settings.embedded_worker:
-            yield
-            return
+        embedded_worker = settings.mode == "embedded" and settings.embedded_worker
         stop = threading.Event()
-        worker.start(stop)
+        if embedded_worker:
+            worker.start(stop)
         yield
-        stop.set()
-        await run_in_threadpool(worker.join, 30)
+        await run_in_threadpool(stop_capture, app.state)
+        if embedded_worker:
+            stop.set()
+            await run_in_threadpool(worker.join, 30)
 
     app = FastAPI(
         title="RevHub",

@@ -7,23 +7,28 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
+from revhub.api import create_app
 from revhub.contacts.pii import pii_for
 from revhub.core.audit import service as audit
 from revhub.core.audit.models import AuditEntry
 from revhub.core.db import Database, utcnow
-from revhub.core.errors import InvalidInput, Overloaded
+from revhub.core.errors import InvalidInput, Overloaded, RevHubError
 from revhub.core.events.envelope import correlated
 from revhub.core.events.models import OutboxEvent
+from revhub.core.http import DB_CONCURRENCY
 from revhub.core.observability import REGISTRY
 from revhub.core.settings import Settings
 from revhub.migrations import upgrade
 from revhub.sales import schemas as s
 from revhub.sales.capture_queue import CaptureQueue
 from revhub.sales.models import Lead
+from tests.factories import ApiKeyFactory
 from tests.sales.factories import lead_at, unique
 
 
@@ -52,6 +57,11 @@ def _entry() -> audit.AuditEvent:
 
 def _batches() -> float:
     return REGISTRY.get_sample_value("revhub_lead_capture_batch_size_count") or 0.0
+
+
+def _batches_up_to(size: int) -> float:
+    labels = {"le": f"{float(size)}"}
+    return REGISTRY.get_sample_value("revhub_lead_capture_batch_size_bucket", labels) or 0.0
 
 
 def _capture_all(
@@ -170,3 +180,58 @@ def test_leads_that_waited_too_long_are_shed_unstarted(
     assert all(a.status == 503 and a.headers == {"Retry-After": "1"} for a in shed)
     with hub_db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Lead)) == len(stored)
+
+
+def test_requests_awaiting_the_queue_hold_no_thread(hub_db: Database, settings: Settings) -> None:
+    """Through HTTP: with the database held, 60 leads sent at once (more than the 40
+    threads FastAPI runs sync code on, and than the transactions a process opens at once)
+    all queue, and go in batches larger than either limit would let gather."""
+    with hub_db.transaction() as session:
+        _key, token = ApiKeyFactory(session).create(role="sales")
+    headers = {"X-API-Key": token}
+    app = create_app(settings, db=hub_db, check_schema=False)
+    url = "/api/v1/integrations/sales/leads"
+    bodies = [lead_at(f"{unique('h')}.example") for _ in range(60)]
+    with TestClient(app) as client, ThreadPoolExecutor(60) as pool:
+        assert client.post(url, json=bodies.pop(), headers=headers).status_code == 201
+        larger_before = _batches() - _batches_up_to(DB_CONCURRENCY)
+        with hub_db.transaction() as blocker:
+            blocker.execute(text("UPDATE audit_head SET seq = seq WHERE id = 1"))
+            sent = [pool.submit(client.post, url, json=b, headers=headers) for b in bodies]
+            threading.Event().wait(1.0)
+        codes = [f.result(timeout=60).status_code for f in sent]
+
+    assert codes == [201] * 59
+    assert _batches() - _batches_up_to(DB_CONCURRENCY) > larger_before
+    with hub_db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Lead)) == 60
+
+
+def test_stopping_finishes_the_batch_in_hand_and_answers_the_rest(
+    hub_db: Database, settings: Settings
+) -> None:
+    """At shutdown the lead being captured is stored; the leads still queued are answered
+    503 (send again), unstarted, and so is one sent after."""
+    queue = _queue(hub_db, settings)
+    first = lead_at(f"{unique('s')}.example")
+    with hub_db.transaction() as blocker:
+        blocker.execute(text("UPDATE audit_head SET seq = seq WHERE id = 1"))
+        in_hand = queue.submit(s.LeadCreate.model_validate(first), _entry())
+        threading.Event().wait(0.3)  # the queue's thread took it and waits for the database
+        queued = [
+            queue.submit(s.LeadCreate.model_validate(lead_at(f"{unique('s')}.example")), _entry())
+            for _ in range(3)
+        ]
+        stopping = threading.Thread(target=queue.stop)
+        stopping.start()
+        threading.Event().wait(0.2)
+    stopping.join(30)
+
+    assert isinstance(in_hand.result(timeout=5), s.LeadResult)
+    refused = [f.exception(timeout=5) for f in queued]
+    assert all(isinstance(e, RevHubError) and e.status == 503 for e in refused), refused
+    with pytest.raises(RevHubError) as late:
+        queue.capture(s.LeadCreate.model_validate(lead_at(f"{unique('s')}.example")), _entry())
+    assert late.value.status == 503
+    with hub_db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Lead)) == 1

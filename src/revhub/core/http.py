@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -82,7 +83,12 @@ def _audit_event(request: Request, outcome: str, status: int | None) -> audit.Au
     )
 
 
-def _request_session(request: Request) -> Iterator[Session]:
+@contextmanager
+def request_transaction(request: Request) -> Iterator[Session]:
+    """The request's transaction: 503 unstarted if the request waited past the shed limit;
+    committed when the block ends, with the audit entry of a write (unless the route
+    recorded it itself); rolled back if the block raises. :data:`DbSession` gives it to a
+    route; an ``async`` route that needs it only on one path opens it in a thread."""
     hub = hub_of(request)
     arrived = getattr(request.state, "arrived", None)
     if arrived is not None:
@@ -104,6 +110,11 @@ def _request_session(request: Request) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def _request_session(request: Request) -> Iterator[Session]:
+    with request_transaction(request) as session:
+        yield session
 
 
 def audit_entry(request: Request) -> audit.AuditEvent:

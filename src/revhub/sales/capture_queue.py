@@ -3,11 +3,10 @@
 A lead captured alone costs about 10 ms of the hub's CPU, most of it fixed per batch: the
 look-ups of ``intake.Intake``, one INSERT per table, the commit. Ten leads in one batch
 cost about 3 ms each (``bench/lead_capture.py``). So concurrent ``POST …/sales/leads``
-requests queue here; the first waiting request's thread captures everything queued, in
-one transaction with each request's audit entry, and the others wait for their answers.
-When that batch is done the next waiting thread takes what queued meanwhile. A quiet hub
-runs batches of one, so nothing waits for a timer; a busy one batches as much as arrived
-while the last batch ran.
+requests queue here; the queue's thread captures everything queued, in one transaction
+with each request's audit entry, while the requests await their answers. When that batch
+is done it takes what queued meanwhile. A quiet hub runs batches of one, so nothing waits
+for a timer; a busy one batches as much as arrived while the last batch ran.
 
 Each lead still gets its own answer: a refused lead is its own 422 (the batch goes on
 without it), and a batch that fails as a whole (a twin request won a unique key twice, a
@@ -21,7 +20,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prometheus_client import Histogram
@@ -63,11 +63,18 @@ class _Ticket:
     audit: audit.AuditEvent
     correlation_id: str | None
     arrived: float
-    answer: s.LeadResult | BaseException | None = None
+    answer: Future[s.LeadResult] = field(default_factory=Future)
 
 
 class CaptureQueue:
-    """One per app (see :func:`queue_of`): the leads waiting to be captured."""
+    """One per app (see :func:`queue_of`): the leads waiting to be captured, and the thread
+    that captures them.
+
+    One thread of its own does the work, so a waiting request holds no thread: an ``async``
+    route awaits its ticket (:meth:`submit`), and a batch can take every lead that arrived
+    while the last one ran, not only as many as there were threads to wait in (at 200
+    leads/s offered the threads that waited here were the whole pool, and requests queued
+    for a thread before they could queue for the database)."""
 
     def __init__(
         self, db: Database, pii: Pii, audit_key: bytes, *, shed_after: float = 5.0
@@ -76,63 +83,88 @@ class CaptureQueue:
         self._shed_after = shed_after
         self._ready = threading.Condition()
         self._waiting: list[_Ticket] = []
-        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def submit(
+        self, lead_in: s.LeadCreate, entry: audit.AuditEvent, *, arrived: float | None = None
+    ) -> Future[s.LeadResult]:
+        """Queue ``lead_in`` with its audit ``entry`` (its resource is set to the new lead,
+        in the same transaction). The future holds the answer, or what the lead alone would
+        raise (422 for a refused lead), or 503 if the request (which arrived at ``arrived``,
+        ``time.monotonic()``) waited past ``shed_after`` seconds. A future cancelled before
+        its batch starts is dropped unstarted."""
+        arrived = time.monotonic() if arrived is None else arrived
+        ticket = _Ticket(lead_in, entry, current_correlation_id(), arrived)
+        with self._ready:
+            if self._stopping:
+                raise _interrupted()
+            self._waiting.append(ticket)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lead-capture", daemon=True)
+                self._thread.start()
+            self._ready.notify()
+        return ticket.answer
 
     def capture(
         self, lead_in: s.LeadCreate, entry: audit.AuditEvent, *, arrived: float | None = None
     ) -> s.LeadResult:
-        """Capture ``lead_in`` with the leads queued beside it, its audit ``entry`` in the
-        same transaction (the entry's resource is set to the new lead). Raises what the
-        lead alone would raise (422 for a refused lead), or 503 if the request (which
-        arrived at ``arrived``, ``time.monotonic()``) waited past ``shed_after`` seconds."""
-        arrived = time.monotonic() if arrived is None else arrived
-        ticket = _Ticket(lead_in, entry, current_correlation_id(), arrived)
-        with self._ready:
-            self._waiting.append(ticket)
-        while ticket.answer is None:
-            batch = self._next_batch(ticket)
-            if batch:
-                try:
-                    self._capture(batch)
-                finally:
-                    for unanswered in (t for t in batch if t.answer is None):
-                        unanswered.answer = _interrupted()
-                    with self._ready:
-                        self._busy = False
-                        self._ready.notify_all()
-        if isinstance(ticket.answer, BaseException):
-            raise ticket.answer
-        return ticket.answer
+        """:meth:`submit`, waiting for the answer (raised if it is an error)."""
+        return self.submit(lead_in, entry, arrived=arrived).result()
 
-    def _next_batch(self, ticket: _Ticket) -> list[_Ticket]:
-        """Wait while another thread captures; then, if ``ticket`` is still unanswered,
-        take the queue's head (this thread now works for everyone in it). Leads that
-        waited past ``shed_after`` are answered 503 unstarted: under sustained overload
-        their clients have given up, and working on them would make every later request
-        late too (at 200 leads/s offered the hub answered 13 a second in time before)."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch in hand; answer the leads still queued 503 (send again)."""
         with self._ready:
-            while self._busy and ticket.answer is None:
+            self._stopping = True
+            self._ready.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            try:
+                self._capture(batch)
+            finally:
+                for unanswered in (t for t in batch if not t.answer.done()):
+                    unanswered.answer.set_exception(_interrupted())
+
+    def _next_batch(self) -> list[_Ticket] | None:
+        """Wait for leads; take the queue's head (``None`` once stopping, with the rest
+        answered 503). Leads that waited past ``shed_after`` are answered 503 unstarted:
+        under sustained overload their clients have given up, and working on them would
+        make every later request late too (at 200 leads/s offered the hub answered 13 a
+        second in time before)."""
+        with self._ready:
+            while not self._waiting and not self._stopping:
                 self._ready.wait()
-            if ticket.answer is not None:
-                return []
+            if self._stopping:
+                for ticket in self._waiting:
+                    if ticket.answer.set_running_or_notify_cancel():
+                        ticket.answer.set_exception(_interrupted())
+                self._waiting = []
+                return None
             head, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-            now = time.monotonic()
-            batch = [t for t in head if now - t.arrived <= self._shed_after]
-            late = [t for t in head if now - t.arrived > self._shed_after]
-            for shed in late:
-                shed.answer = Overloaded(now - shed.arrived)
+        now = time.monotonic()
+        batch = []
+        for ticket in head:
+            if not ticket.answer.set_running_or_notify_cancel():
+                continue
+            if now - ticket.arrived > self._shed_after:
+                ticket.answer.set_exception(Overloaded(now - ticket.arrived))
                 SHED.inc()
-            if late:
-                self._ready.notify_all()
-            self._busy = bool(batch)
-            return batch
+            else:
+                batch.append(ticket)
+        return batch
 
     def _capture(self, batch: list[_Ticket]) -> None:
+        if not batch:
+            return
         try:
             self._together(batch)
         except Exception as exc:
             if len(batch) == 1:
-                batch[0].answer = exc
+                batch[0].answer.set_exception(exc)
                 return
             for ticket in batch:
                 self._capture([ticket])
@@ -151,7 +183,10 @@ class CaptureQueue:
             audit.record_many(session, events=entries, key=self._audit_key)
         BATCH_SIZES.observe(len(batch))
         for ticket, outcome in zip(batch, outcomes, strict=True):
-            ticket.answer = outcome
+            if isinstance(outcome, BaseException):
+                ticket.answer.set_exception(outcome)
+            else:
+                ticket.answer.set_result(outcome)
 
 
 _MADE = threading.Lock()
@@ -165,3 +200,13 @@ def queue_of(state: Any, make: Callable[[], CaptureQueue]) -> CaptureQueue:
             queue = make()
             state.lead_capture_queue = queue
         return queue
+
+
+def stop_capture(state: Any) -> None:
+    """At shutdown: finish the batch in hand of the queue kept on ``state``, if any, and
+    forget it (an app started again makes a new one)."""
+    with _MADE:
+        queue: CaptureQueue | None = getattr(state, "lead_capture_queue", None)
+        state.lead_capture_queue = None
+    if queue is not None:
+        queue.stop()

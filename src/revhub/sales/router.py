@@ -3,6 +3,7 @@ reps and territories, opportunities, notifications. Thin: parse, authorise, call
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable
@@ -11,11 +12,19 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from revhub.contacts.pii import Pii, pii_for
 from revhub.core.auth.principal import Principal
 from revhub.core.auth.scopes import read, write
-from revhub.core.http import DbSession, audit_entry, hub_of, mark_audited, require
+from revhub.core.http import (
+    DbSession,
+    audit_entry,
+    hub_of,
+    mark_audited,
+    request_transaction,
+    require,
+)
 from revhub.core.idempotency import idempotent
 from revhub.core.pagination import MAX_LIMIT, cursor_field, next_after
 from revhub.core.responses import PROTECTED, problems
@@ -93,9 +102,8 @@ def _once(
     response_model=s.LeadResult,
     responses=problems(409),
 )
-def capture_lead(
+async def capture_lead(
     body: s.LeadCreate,
-    session: DbSession,
     request: Request,
     response: Response,
     principal: Writer,
@@ -105,17 +113,29 @@ def capture_lead(
     six steps of seed 002; the answer says what each step did."""
     if idempotency_key is None:
         arrived = getattr(request.state, "arrived", None)
-        result = _capture_queue(request).capture(body, audit_entry(request), arrived=arrived)
+        queued = _capture_queue(request).submit(body, audit_entry(request), arrived=arrived)
+        result = await asyncio.wrap_future(queued)
         mark_audited(request)
         request.state.resource_id = str(result.lead_id)
         return result
+    return await run_in_threadpool(
+        _capture_lead_once, request, response, principal, idempotency_key, body
+    )
 
-    def produce() -> tuple[BaseModel, int]:
-        result = service.capture_lead(session, pii_of(request), lead_in=body)
-        request.state.resource_id = str(result.lead_id)
-        return result, status.HTTP_201_CREATED
 
-    return _once(request, response, session, principal, idempotency_key, body, produce)
+def _capture_lead_once(
+    request: Request, response: Response, principal: Principal, key: str, body: s.LeadCreate
+) -> BaseModel | JSONResponse:
+    """A lead sent with an ``Idempotency-Key``: captured alone, in the request's own
+    transaction with its idempotency record, so a retry replays this answer."""
+    with request_transaction(request) as session:
+
+        def produce() -> tuple[BaseModel, int]:
+            result = service.capture_lead(session, pii_of(request), lead_in=body)
+            request.state.resource_id = str(result.lead_id)
+            return result, status.HTTP_201_CREATED
+
+        return _once(request, response, session, principal, key, body, produce)
 
 
 @router.post("/leads/bulk", response_model=s.BulkResult, responses=problems(409))
