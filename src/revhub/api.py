@@ -21,6 +21,7 @@ from revhub.core.errors import ConfigurationError
 from revhub.core.events.router import router as events_router
 from revhub.core.health import router as health_router
 from revhub.core.http import Hub, audit_problem
+from revhub.core.interpreter import share_between_threads
 from revhub.core.jobs.router import router as jobs_router
 from revhub.core.memory import tune_garbage_collector
 from revhub.core.observability import REGISTRY, RequestContext, configure_logging
@@ -79,6 +80,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_garbage_collector()
+        share_between_threads()
         if check_schema:
             await run_in_threadpool(ensure_schema, settings, db)
         embedded_worker = settings.mode == "embedded" and settings.embedded_worker

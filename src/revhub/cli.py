@@ -188,6 +188,7 @@ def worker() -> None:
     import signal
     import threading
 
+    from revhub.core.interpreter import share_between_threads
     from revhub.core.memory import tune_garbage_collector
     from revhub.core.observability import configure_logging
     from revhub.worker import build_worker
@@ -199,6 +200,7 @@ def worker() -> None:
             signal.signal(sig, lambda *_: stop.set())
         the_worker = build_worker(settings, db)
         tune_garbage_collector()
+        share_between_threads()
         out.print(f"RevHub worker {the_worker.name} ({settings.bus} bus); Ctrl-C stops it.")
         the_worker.run(stop)
 

@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from revhub.core.db import Database
 
@@ -58,4 +58,32 @@ def test_writers_still_take_turns(tmp_path: Path) -> None:
         order.append("first commits")
     thread.join(10)
     assert order == ["first commits", "second saw 2"]
+    db.engine.dispose()
+
+
+def test_bursts_of_readers_reuse_the_embedded_databases_connections(tmp_path: Path) -> None:
+    """Three bursts of 12 threads reading at once open 12 connections at most, not 12 a
+    burst: a connection returned is kept for the next burst, not closed (each new one costs
+    a file open and its PRAGMAs, on every request's API-key check under load)."""
+    db = _sqlite(tmp_path)
+    opened: list[object] = []
+    event.listen(db.engine, "connect", lambda conn, _record: opened.append(conn))
+
+    def burst(readers: int) -> None:
+        together = threading.Barrier(readers)
+
+        def read() -> None:
+            with db.reading() as reader:
+                assert reader.scalar(text("SELECT count(*) FROM item")) == 1
+                together.wait(10)  # every reader holds its connection at once
+
+        threads = [threading.Thread(target=read) for _ in range(readers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+
+    for _ in range(3):
+        burst(12)
+    assert len(opened) <= 12
     db.engine.dispose()

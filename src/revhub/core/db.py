@@ -116,6 +116,14 @@ class Timestamped:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+SQLITE_POOL_SIZE = 48
+"""Connections an embedded hub keeps open: one for each thread that may use the database
+at once (FastAPI's 40 threads, authenticating; the lead-capture thread; the worker's
+consumers and chores). With SQLAlchemy's default of 5, most requests under load opened
+and closed a connection of their own (with its PRAGMAs) to check their API key. An idle
+SQLite connection costs a file handle and its page cache."""
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with the settings each backend needs to behave like the other.
 
@@ -124,6 +132,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        if "poolclass" not in kwargs and ":memory:" not in url:
+            kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
         engine = create_engine(url, **kwargs)
         gate = WriteGate()
         event.listen(engine, "connect", _sqlite_pragmas)
