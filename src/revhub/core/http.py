@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
@@ -52,6 +52,7 @@ class Hub:
     consumers: ConsumerRegistry
     bus: Bus
     jobs: JobRegistry
+    recent_keys: auth.RecentKeys = field(default_factory=auth.RecentKeys)
 
 
 def hub_of(request: Request) -> Hub:
@@ -202,21 +203,41 @@ def _by_key(hub: Hub, token: str) -> Principal:
     own, at most once a minute."""
     now = utcnow()
     with hub.db.reading() as session:
-        principal, stale = auth.verify_key(session, token=token, now=now)
-    if stale:
+        check = auth.verify_key(session, token=token, now=now)
+    if check.stale:
         with hub.db.transaction() as session:
-            auth.note_use(session, key_id=principal.credential_id, now=now)
-    return principal
+            auth.note_use(session, key_id=check.principal.credential_id, now=now)
+    hub.recent_keys.keep(token, check)
+    return check.principal
 
 
-def _authorize(
+def _recently_verified(
+    hub: Hub, api_key: str | None, authorization: str | None
+) -> Principal | None:
+    """The principal of an API key this process checked a moment ago (see
+    :class:`auth.RecentKeys`); None for anything else, which :func:`_identify` decides."""
+    token = api_key
+    if not token and authorization:
+        scheme, _, bearer = authorization.partition(" ")
+        token = bearer.strip() if scheme.lower() == "bearer" else None
+    if not token or not token.startswith(auth.KEY_MARK):
+        return None
+    return hub.recent_keys.get(token, utcnow())
+
+
+async def _authorize(
     security_scopes: SecurityScopes,
     request: Request,
     api_key: Annotated[str | None, Security(api_key_scheme)],
     authorization: Annotated[str | None, Security(oauth2_scheme)],
 ) -> Principal:
+    """Async, so that a request whose key was checked a moment ago and whose rate limit is
+    kept in this process is authorized without a thread; anything that needs the database
+    or Redis runs in one."""
     hub = hub_of(request)
-    principal = _identify(hub, api_key, authorization)
+    principal = _recently_verified(hub, api_key, authorization)
+    if principal is None:
+        principal = await run_in_threadpool(_identify, hub, api_key, authorization)
     request.state.principal = principal
     missing = [s for s in security_scopes.scopes if not principal.allows(s)]
     if missing:
@@ -225,7 +246,11 @@ def _authorize(
             f"{principal.name!r} does not have it. Use a credential whose role grants it."
         )
     domain = scope_domain(security_scopes.scopes[0]) if security_scopes.scopes else "default"
-    draw_rate_limit(request, f"{principal.credential_id}:{domain}", domain)
+    bucket = f"{principal.credential_id}:{domain}"
+    if hub.limiter.in_process:
+        draw_rate_limit(request, bucket, domain)
+    else:
+        await run_in_threadpool(draw_rate_limit, request, bucket, domain)
     return principal
 
 

@@ -67,6 +67,9 @@ def gcra(tat: float, now: float, limit: RateLimit) -> tuple[bool, float, Decisio
 
 
 class Limiter(Protocol):
+    in_process: bool
+    """Its buckets live in this process: taking a token never waits for I/O."""
+
     def take(self, key: str, limit: RateLimit) -> Decision: ...
 
     def ping(self) -> None: ...
@@ -74,6 +77,8 @@ class Limiter(Protocol):
 
 class MemoryLimiter:
     """Buckets in this process; right for embedded mode's single api process."""
+
+    in_process = True
 
     def __init__(self) -> None:
         self._tats: dict[str, float] = {}
@@ -126,6 +131,8 @@ class RedisLimiter:
     Failing open keeps the hub answering while Redis is down; ``/readyz`` reports it and
     every miss is logged, so the outage is seen rather than turned into refusals.
     """
+
+    in_process = False
 
     def __init__(self, url: str, prefix: str = "revhub:rl:") -> None:
         self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
+from revhub.core.auth import service as auth
+from revhub.core.db import Database, utcnow
 from tests.factories import ApiKeyFactory
 
 Headers = Callable[[str], dict[str, str]]
@@ -139,3 +144,34 @@ def test_api_key_also_works_as_a_bearer_token(client: TestClient, api_keys: ApiK
     assert me.status_code == 200 and me.json()["via"] == "api_key"
     basic = client.get("/api/v1/auth/me", headers={"Authorization": "Basic Zm9vOmJhcg=="})
     assert basic.status_code == 401
+
+
+def test_a_key_checked_a_moment_ago_skips_the_database(
+    client: TestClient, auth_headers: Headers, db: Database
+) -> None:
+    headers = auth_headers("sales")
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        statements.append(sql)
+
+    assert client.get("/api/v1/auth/me", headers=headers).status_code == 200
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        assert client.get("/api/v1/auth/me", headers=headers).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert not [s for s in statements if "api_key" in s]
+
+
+def test_a_key_revoked_by_another_process_is_refused_within_a_second(
+    client: TestClient, auth_headers: Headers, session: Session, api_keys: ApiKeyFactory
+) -> None:
+    """As ``revhub keys revoke`` or another API process would: straight in the database."""
+    key, token = api_keys.create(role="sales")
+    headers = {"X-API-Key": token}
+    assert client.get("/api/v1/auth/me", headers=headers).status_code == 200
+    auth.revoke_key(session, key_id=key.id, now=utcnow())
+    session.commit()
+    time.sleep(auth.KEY_RECHECK_SECONDS + 0.1)
+    assert client.get("/api/v1/auth/me", headers=headers).status_code == 401

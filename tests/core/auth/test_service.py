@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import jwt
@@ -140,3 +141,35 @@ def test_expired_forged_and_wrong_audience_tokens_are_rejected() -> None:
     for token in (forged, wrong_aud, unsigned):
         with pytest.raises(Unauthenticated, match="not valid"):
             auth.authenticate_jwt(token, signing_key=SIGNING_KEY)
+
+
+def _checked(session: Session, token: str) -> auth.KeyCheck:
+    return auth.verify_key(session, token=token, now=utcnow())
+
+
+def test_a_recent_key_is_answered_until_its_recheck(
+    session: Session, api_keys: ApiKeyFactory
+) -> None:
+    _key, token = api_keys.create(role="sales")
+    recent = auth.RecentKeys(recheck_s=0.2)
+    assert recent.get(token, utcnow()) is None
+    recent.keep(token, _checked(session, token))
+    principal = recent.get(token, utcnow())
+    assert principal is not None and principal.role == "sales"
+    assert recent.get(token[:-1] + "x", utcnow()) is None  # another token, not a prefix match
+    time.sleep(0.3)
+    assert recent.get(token, utcnow()) is None  # look it up again
+
+
+def test_a_recent_key_is_refused_once_expired_or_forgotten(
+    session: Session, api_keys: ApiKeyFactory
+) -> None:
+    key, token = api_keys.create(expires_in_days=1)
+    recent = auth.RecentKeys(recheck_s=60)
+    recent.keep(token, _checked(session, token))
+    assert recent.get(token, utcnow() + timedelta(days=2)) is None
+    assert recent.get(token, utcnow()) is not None
+    recent.forget(key.id)
+    assert recent.get(token, utcnow()) is None
+    recent.keep(token, _checked(session, token))  # a look-up that raced the revocation
+    assert recent.get(token, utcnow()) is None

@@ -59,9 +59,11 @@ def list_keys(
     responses=problems(404),
     dependencies=[require(ADMIN)],
 )
-def revoke_key(key_id: uuid.UUID, session: DbSession) -> Response:
-    """Revoke a key at once. Access tokens it obtained expire within REVHUB_TOKEN_TTL_SECONDS."""
+def revoke_key(key_id: uuid.UUID, session: DbSession, request: Request) -> Response:
+    """Revoke a key at once (other API processes refuse it within a second). Access tokens
+    it obtained expire within REVHUB_TOKEN_TTL_SECONDS."""
     auth.revoke_key(session, key_id=key_id, now=utcnow())
+    hub_of(request).recent_keys.forget(key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
