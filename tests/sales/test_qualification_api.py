@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
+from revhub.core.db import Database
 from revhub.core.events.bus import Bus
 from revhub.sales.jobs import alerts_consumer
 from tests.eventing import deliver_all
@@ -172,6 +174,43 @@ def test_the_scoring_model_is_editable(client: TestClient, sales: dict[str, str]
     lead = capture(client, sales)
     send(client, sales, engaged("grace@navy.example", sessions=2))
     assert stage_of(client, sales, lead["contact_id"]) == "mql"
+
+
+def test_each_new_version_of_the_model_takes_effect(
+    client: TestClient, sales: dict[str, str]
+) -> None:
+    """The hub keeps the model it read; a newer version replaces it at once."""
+    document = client.get(f"{SALES}/scoring-model", headers=sales).json()
+    for version, sessions in ((1, 2), (2, 9)):
+        document["mql"]["web_sessions"] = sessions
+        put = client.put(f"{SALES}/scoring-model", json=document, headers=sales)
+        assert put.headers["X-Model-Version"] == str(version)
+    lead = capture(client, sales)
+    send(client, sales, engaged("grace@navy.example", sessions=5))
+    assert stage_of(client, sales, lead["contact_id"]) == "lead"  # version 2 wants 9
+    send(client, sales, engaged("grace@navy.example", clicks=0, content=0, sessions=4))
+    assert stage_of(client, sales, lead["contact_id"]) == "mql"
+
+
+def test_a_stored_model_is_read_once_per_version(
+    client: TestClient, sales: dict[str, str], db: Database
+) -> None:
+    document = client.get(f"{SALES}/scoring-model", headers=sales).json()
+    document["mql"]["web_sessions"] = 4
+    client.put(f"{SALES}/scoring-model", json=document, headers=sales)
+    capture(client, sales)
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        statements.append(sql)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        capture(client, sales, email="ada@navy.example")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    read_model = [s for s in statements if "FROM scoring_model" in s]
+    assert read_model and not [s for s in read_model if "scoring_model.document" in s]
 
 
 def test_a_broken_scoring_model_is_refused(client: TestClient, sales: dict[str, str]) -> None:

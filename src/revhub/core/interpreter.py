@@ -6,7 +6,8 @@ CPython's default switch interval that can be 5 ms per statement. The lead-captu
 runs some thirty statements a batch while the event loop parses requests, so at the default
 its batches took longer waiting for the GIL than for PostgreSQL. At 1 ms, with 32 clients
 sending single leads back to back (three runs each, medians): PostgreSQL 95 → 115 leads/s;
-SQLite unchanged within the runs' spread.
+SQLite unchanged within the runs' spread. Bulk requests, which hold the GIL for long
+stretches, lose a little: 2 to 7 % in two runs each of ``bench/bulk_ingest.py`` against 5 ms.
 """
 
 from __future__ import annotations
