@@ -74,7 +74,7 @@ def _capture_all(
     def send(i: int) -> None:
         try:
             with correlated(f"request-{i}"):
-                answers[i] = queue.capture(s.LeadCreate.model_validate(bodies[i]), _entry())
+                answers[i] = queue.submit(s.LeadCreate.model_validate(bodies[i]), _entry()).result()
         except Exception as exc:
             answers[i] = exc
 
@@ -231,7 +231,7 @@ def test_stopping_finishes_the_batch_in_hand_and_answers_the_rest(
     refused = [f.exception(timeout=5) for f in queued]
     assert all(isinstance(e, RevHubError) and e.status == 503 for e in refused), refused
     with pytest.raises(RevHubError) as late:
-        queue.capture(s.LeadCreate.model_validate(lead_at(f"{unique('s')}.example")), _entry())
+        queue.submit(s.LeadCreate.model_validate(lead_at(f"{unique('s')}.example")), _entry())
     assert late.value.status == 503
     with hub_db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Lead)) == 1

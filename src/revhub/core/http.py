@@ -179,13 +179,19 @@ oauth2_scheme = OAuth2(
 )
 
 
+def _bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; None for anything else."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def _identify(hub: Hub, api_key: str | None, authorization: str | None) -> Principal:
     if api_key:
         return _by_key(hub, api_key)
     if authorization:
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = _bearer(authorization)
+        if token is None:
             raise Unauthenticated("Send 'Authorization: Bearer <token>' or an X-API-Key header.")
         if token.startswith(auth.KEY_MARK):
             return _by_key(hub, token)
@@ -216,10 +222,7 @@ def _recently_verified(
 ) -> Principal | None:
     """The principal of an API key this process checked a moment ago (see
     :class:`auth.RecentKeys`); None for anything else, which :func:`_identify` decides."""
-    token = api_key
-    if not token and authorization:
-        scheme, _, bearer = authorization.partition(" ")
-        token = bearer.strip() if scheme.lower() == "bearer" else None
+    token = api_key or _bearer(authorization)
     if not token or not token.startswith(auth.KEY_MARK):
         return None
     return hub.recent_keys.get(token, utcnow())

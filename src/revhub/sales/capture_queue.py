@@ -106,12 +106,6 @@ class CaptureQueue:
             self._ready.notify()
         return ticket.answer
 
-    def capture(
-        self, lead_in: s.LeadCreate, entry: audit.AuditEvent, *, arrived: float | None = None
-    ) -> s.LeadResult:
-        """:meth:`submit`, waiting for the answer (raised if it is an error)."""
-        return self.submit(lead_in, entry, arrived=arrived).result()
-
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the batch in hand; answer the leads still queued 503 (send again)."""
         with self._ready:
