@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -209,3 +209,31 @@ def test_a_row_that_breaks_a_unique_key_is_refused_as_an_integrity_error(
     with pytest.raises(IntegrityError), session.begin_nested():
         insert_rows(session, LeadScore, [_score_row(contact, 1), _score_row(contact, 2)])
     assert session.get(LeadScore, contact.id) is None
+
+
+def test_an_update_stamps_updated_at_and_stores_times_and_ids_as_the_orm_does(
+    session: Session,
+) -> None:
+    """Held updates go straight to the driver: the ``onupdate`` stamp, an aware time and a
+    key must still be written as the ORM writes them."""
+    contact = _person(session)
+    session.execute(
+        update(Contact)
+        .where(Contact.id == contact.id)
+        .values(updated_at=datetime(2020, 1, 1, tzinfo=UTC))
+    )
+    at = datetime(2026, 3, 1, 12, 30, 15, 250, tzinfo=UTC)
+    with batched_writes(session):
+        add_row_later(session, LeadScore, _score_row(contact, 10))
+    with batched_writes(session):
+        set_later(session, contact, {"company": "Stamped"})
+        set_row_later(session, LeadScore, {"contact_id": contact.id}, {"computed_at": at})
+    session.expire_all()
+    stored = session.get(Contact, contact.id)
+    score = session.get(LeadScore, contact.id)
+    assert stored is not None and score is not None
+    assert stored.company == "Stamped"
+    assert stored.updated_at > datetime(2025, 1, 1, tzinfo=UTC)
+    assert score.computed_at == at
+    later = select(LeadScore.contact_id).where(LeadScore.computed_at > at - timedelta(seconds=1))
+    assert session.scalars(later).all() == [contact.id]

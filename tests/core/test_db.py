@@ -87,3 +87,25 @@ def test_bursts_of_readers_reuse_the_embedded_databases_connections(tmp_path: Pa
         burst(12)
     assert len(opened) <= 12
     db.engine.dispose()
+
+
+def test_the_write_ahead_log_is_copied_into_the_database_beside_the_writers(
+    tmp_path: Path,
+) -> None:
+    """Commits leave SQLite's log to a thread of its own (no commit pays for a checkpoint):
+    what they wrote reaches the database file without any further write or a restart."""
+    db = _sqlite(tmp_path)
+    file = tmp_path / "gate.db"
+    with db.transaction() as session:
+        session.execute(text("CREATE TABLE blob (b BLOB)"))
+    time.sleep(1)
+    before = file.stat().st_size
+    with db.transaction() as session:
+        for _ in range(64):
+            session.execute(text("INSERT INTO blob VALUES (randomblob(16384))"))
+    assert file.stat().st_size == before  # the commit itself copied nothing
+    deadline = time.monotonic() + 10
+    while file.stat().st_size < before + 64 * 16384 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert file.stat().st_size >= before + 64 * 16384
+    db.engine.dispose()

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from revhub.contacts import service as contacts
 from revhub.contacts.models import Contact
 from revhub.contacts.stages import Stage
-from revhub.core.db import add_later, get_or_404, utcnow
+from revhub.core.db import add_row_later, get_or_404, utcnow
 from revhub.core.errors import Conflict, FieldError, InvalidInput
 from revhub.core.events import outbox
 from revhub.sales import qualification
@@ -154,9 +154,10 @@ def roster(session: Session) -> Roster:
 
 @dataclass
 class Assigned:
-    """An assignment with the rep and territory it chose (None: the fallback queue)."""
+    """An assignment's reason, with the rep and territory it chose (None: the fallback
+    queue)."""
 
-    assignment: Assignment
+    reason: str
     rep: SalesRep | None
     territory: Territory | None
 
@@ -168,13 +169,14 @@ def assign(
     facts: LeadFacts,
     exclude: uuid.UUID | None = None,
     team: Roster | None = None,
+    because: str = "",
 ) -> Assigned:
-    """Give ``lead`` an owner by the rules above (or queue it), and record why. ``team`` is
-    the roster a batch read once, settled by the batch; without it the roster is read and
-    settled for this lead alone."""
+    """Give ``lead`` an owner by the rules above (or queue it), and record why (after
+    ``because``, what led to it). ``team`` is the roster a batch read once, settled by the
+    batch; without it the roster is read and settled for this lead alone."""
     if team is None:
         team = roster(session)
-        made = assign(session, lead=lead, facts=facts, exclude=exclude, team=team)
+        made = assign(session, lead=lead, facts=facts, exclude=exclude, team=team, because=because)
         team.settle(session)
         return made
     for territory in team.matching(facts):
@@ -182,27 +184,32 @@ def assign(
         if rep is not None:
             team.take(rep)
             reason = f"territory {territory.name!r}, weighted round-robin (capacity {rep.capacity})"
-            return _record(session, lead, rep, territory, reason)
+            return _record(session, lead, rep, territory, because + reason)
     reason = "no territory with an active rep matches; waiting in the fallback queue"
-    return _record(session, lead, None, None, reason)
+    return _record(session, lead, None, None, because + reason)
 
 
 def _record(
     session: Session, lead: Lead, rep: SalesRep | None, territory: Territory | None, reason: str
 ) -> Assigned:
+    """Set the lead's owner and keep the assignment as a plain row (written with the
+    batch's other rows)."""
     lead.owner_rep_id = rep.id if rep else None
     lead.territory_id = territory.id if territory else None
     lead.in_queue = rep is None
-    assignment = Assignment(
-        id=uuid.uuid4(),
-        lead_id=lead.id,
-        rep_id=lead.owner_rep_id,
-        territory_id=lead.territory_id,
-        reason=reason[:500],
-        assigned_at=utcnow(),
+    made = Assigned(reason[:500], rep, territory)
+    add_row_later(
+        session,
+        Assignment,
+        {
+            "lead_id": lead.id,
+            "rep_id": lead.owner_rep_id,
+            "territory_id": lead.territory_id,
+            "reason": made.reason,
+            "assigned_at": utcnow(),
+        },
     )
-    add_later(session, assignment)
-    return Assigned(assignment, rep, territory)
+    return made
 
 
 OPEN_STAGES = (Stage.ANONYMOUS, Stage.LEAD, Stage.MQL, Stage.SQL, Stage.OPPORTUNITY)
@@ -250,7 +257,7 @@ def announce(
         rep_name=rep.name if rep else None,
         territory=territory.name if territory else None,
         queued=rep is None,
-        reason=made.assignment.reason,
+        reason=made.reason,
     )
     payload = {"lead_id": str(lead.id), "contact_id": str(lead.contact_id)}
     outbox.publish(
@@ -338,9 +345,8 @@ def reassign_leads(session: Session, *, rep: SalesRep, now: datetime) -> int:
     for lead in leads:
         contact = contacts.get(session, contact_id=lead.contact_id)
         facts = lead_facts(session, contact)
-        made = assign(session, lead=lead, facts=facts, exclude=rep.id, team=team)
-        why = f"{rep.name} left the territory or was deactivated; {made.assignment.reason}"
-        made.assignment.reason = why[:500]
+        why = f"{rep.name} left the territory or was deactivated; "
+        made = assign(session, lead=lead, facts=facts, exclude=rep.id, team=team, because=why)
         announce(session, lead, made, contacts.tenant_of(session, contact), now)
     team.settle(session)
     return len(leads)

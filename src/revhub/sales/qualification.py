@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from revhub.contacts import service as contacts
 from revhub.contacts.models import Account, Contact
 from revhub.contacts.stages import Stage
-from revhub.core.db import add_row_later, set_row_later
+from revhub.core.db import add_row_later, set_row_later, unparsed, uuid_as_read
 from revhub.core.errors import NotFound
 from revhub.core.events import outbox
 from revhub.sales import quality
@@ -84,7 +84,29 @@ def fit_facts(session: Session, contact: Contact) -> FitFacts:
     return facts_of(contact, account)
 
 
-def facts_of(contact: Scorable, account: Account | None) -> FitFacts:
+class Company(NamedTuple):
+    """What fit reads of a person's account, read as plain values for a batch's people."""
+
+    country: str | None
+    industry: str | None
+    employee_count: int | None
+
+
+def companies(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Company]:
+    """The accounts ``ids`` as :class:`Company` values, in one query (no ORM object each:
+    a touchpoint batch rescores people at hundreds of companies)."""
+    if not ids:
+        return {}
+    table = Account.__table__.c
+    rows = session.connection().execute(
+        select(table.id, table.country, table.industry, table.employee_count).where(
+            table.id.in_(set(ids))
+        )
+    )
+    return {row[0]: Company(*row[1:]) for row in rows}
+
+
+def facts_of(contact: Scorable, account: Account | Company | None) -> FitFacts:
     """What fit is judged on: the person, and the company they work for."""
     return FitFacts(
         country=contact.country or (account.country if account else None),
@@ -102,14 +124,17 @@ def activities(
     """Touchpoints since ``since`` of many contacts, in one query."""
     content_id = Touchpoint.meta["content_id"].as_string()
     table = Touchpoint.__table__.c
-    rows = session.connection().execute(  # Core: plain rows, no ORM result per touchpoint
-        select(table.contact_id, table.kind, table.occurred_at, content_id).where(
+    connection = session.connection()
+    rows = connection.execute(  # Core: plain rows, no ORM result per touchpoint
+        select(unparsed(table.contact_id), table.kind, table.occurred_at, content_id).where(
             table.contact_id.in_(contact_ids), table.occurred_at >= since
         )
     )
     found: dict[uuid.UUID, list[Activity]] = {c: [] for c in contact_ids}
+    as_read = uuid_as_read(connection.dialect)
+    by_key = {as_read(c): found[c] for c in contact_ids}
     for contact_id, kind, at, content in rows:
-        found[contact_id].append(Activity(kind, at, content or None))
+        by_key[contact_id].append(Activity(kind, at, content or None))
     return found
 
 
@@ -177,30 +202,19 @@ def rescore(
     ids = [c.id for c in pairs]
     scores = {} if unscored else stored_scores(session, ids)
     account_ids = [c.account_id for c in pairs if c.account_id is not None]
-    accounts = _by_id(session, Account, Account.id, account_ids)
+    accounts = companies(session, account_ids)
     return {
         contact.id: store_score(
             session,
             contact,
             scores.get(contact.id),
-            facts_of(contact, accounts.get(contact.account_id)),
+            facts_of(contact, accounts.get(contact.account_id) if contact.account_id else None),
             acts[contact.id],
             trigger=trigger,
             now=now,
             model=model,
         )
         for contact in pairs
-    }
-
-
-def _by_id(session: Session, model: Any, column: Any, ids: Sequence[Any]) -> dict[Any, Any]:
-    """Rows of ``model`` by key, loaded in one query and held here (the identity map is weak,
-    so later ``session.get`` calls find them only while something references them)."""
-    if not ids:
-        return {}
-    return {
-        getattr(row, column.key): row
-        for row in session.scalars(select(model).where(column.in_(ids)))
     }
 
 

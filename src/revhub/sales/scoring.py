@@ -157,10 +157,11 @@ def _is_senior(icp: Icp, title: str | None) -> bool:
     return any(keyword.casefold() in words for keyword in icp.seniority_keywords)
 
 
-def decayed(points: float, age: timedelta, half_life_days: float) -> float:
-    """``points * 0.5^(age / half-life)``; an event in the future counts in full."""
+def decay(age: timedelta, half_life_days: float) -> float:
+    """``0.5^(age / half-life)``: what a point earned ``age`` ago is worth now (an event in
+    the future counts in full)."""
     days = max(age.total_seconds(), 0) / 86_400
-    return float(points * 0.5 ** (days / half_life_days))
+    return float(0.5 ** (days / half_life_days))
 
 
 def score(
@@ -173,15 +174,19 @@ def score(
     engagement = email = 0.0
     sessions, content = 0, set()
     by_kind: dict[str, float] = {}
-    for act in (a for a in activities if a.occurred_at >= since):
-        age = now - act.occurred_at
-        earned = decayed(behaviour.points.get(act.kind, 0), age, behaviour.half_life_days)
+    points, email_points = behaviour.points, behaviour.email_engagement_points
+    for act in activities:
+        if act.occurred_at < since:
+            continue
+        kind = act.kind
+        worth = decay(now - act.occurred_at, behaviour.half_life_days)
+        earned = points.get(kind, 0) * worth
         engagement += earned
-        by_kind[act.kind] = by_kind.get(act.kind, 0.0) + earned
-        email_points = behaviour.email_engagement_points.get(act.kind, 0)
-        email += decayed(email_points, age, behaviour.half_life_days)
-        sessions += act.kind == "web_session"
-        if act.kind == "content_download":
+        by_kind[kind] = by_kind.get(kind, 0.0) + earned
+        email += email_points.get(kind, 0) * worth
+        if kind == "web_session":
+            sessions += 1
+        elif kind == "content_download":
             content.add(act.content_id or f"{act.occurred_at.isoformat()}")
     reasons += [
         {"rule": f"behaviour.{kind}", "points": round(v, 2)} for kind, v in sorted(by_kind.items())

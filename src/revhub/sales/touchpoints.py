@@ -116,6 +116,8 @@ class _Batch:
 
     campaigns: dict[str, Campaign] = field(default_factory=dict)
     by_email: dict[str, Scorable] = field(default_factory=dict)
+    email_keys: dict[str, str] = field(default_factory=dict)
+    """Each e-mail named, to its blind index (an HMAC: worked out once per spelling)."""
     by_visitor: dict[str, Scorable] = field(default_factory=dict)
     by_id: dict[uuid.UUID, Scorable] = field(default_factory=dict)
     known: dict[str, s.Touchpoint] = field(default_factory=dict)
@@ -133,12 +135,15 @@ def _prefetch(session: Session, pii: Pii, wanted: list[s.TouchpointCreate]) -> _
         batch.known = {
             t.external_id: s.Touchpoint.model_validate(t) for t in found_tp if t.external_id
         }
-    emails = {pii.email_index(t.email): t.email for t in wanted if t.email and not t.contact_id}
+    batch.email_keys = {
+        t.email: pii.email_index(t.email) for t in wanted if t.email and not t.contact_id
+    }
+    emails = set(batch.email_keys.values())
     visitors = {
         t.anonymous_id.strip() for t in wanted if t.anonymous_id and not (t.contact_id or t.email)
     }
     contacts.claim_identities(session, [("anonymous", v) for v in visitors])
-    owners = contacts.identity_owners(session, "email", set(emails)) | contacts.identity_owners(
+    owners = contacts.identity_owners(session, "email", emails) | contacts.identity_owners(
         session, "anonymous", visitors
     )
     ids = {t.contact_id for t in wanted if t.contact_id} | set(owners.values())
@@ -297,7 +302,7 @@ def _person(
             raise InvalidInput([FieldError(f"{prefix}.contact_id", "no contact with this id")])
         return found
     if tp_in.email is not None:
-        by_email = batch.by_email.get(pii.email_index(tp_in.email))
+        by_email = batch.by_email.get(batch.email_keys[tp_in.email])
         if by_email is None:
             message = "no contact with this e-mail; capture the lead first or send anonymous_id"
             raise InvalidInput([FieldError(f"{prefix}.email", message)])
