@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import event, text
+import pytest
+from sqlalchemy import DateTime, event, text
+from sqlalchemy.dialects import sqlite
 
-from revhub.core.db import Database
+from revhub.core.db import Database, UTCDateTime
 
 
 def _sqlite(tmp_path: Path) -> Database:
@@ -109,3 +112,22 @@ def test_the_write_ahead_log_is_copied_into_the_database_beside_the_writers(
         time.sleep(0.1)
     assert file.stat().st_size >= before + 64 * 16384
     db.engine.dispose()
+
+
+def test_utc_times_are_stored_on_sqlite_exactly_as_sqlalchemys_datetime_stores_them() -> None:
+    """The one-step text form must sort and read back like SQLAlchemy's own."""
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().bind_processor(dialect)
+    theirs = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert ours is not None and theirs is not None
+    berlin = timezone(timedelta(hours=1))
+    for value in (
+        datetime(2026, 3, 1, 12, 30, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, 30, 15, 250, tzinfo=UTC),
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(2026, 1, 1, 0, 30, 0, 999999, tzinfo=berlin),
+    ):
+        assert ours(value) == theirs(value.astimezone(UTC))
+    assert ours(None) is None
+    with pytest.raises(ValueError, match="naive datetime"):
+        ours(datetime(2026, 1, 1))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, cached_property
 from importlib.resources import files
 from typing import Any
 
@@ -37,6 +37,15 @@ class Icp(Strict):
     max_employees: int | None = Field(default=None, ge=0)
     seniority_keywords: list[str] = Field(default_factory=list, max_length=100)
     fit_threshold: int = Field(ge=0, le=MAX_SCORE)
+
+    @cached_property
+    def folded_industries(self) -> frozenset[str]:
+        """The industries compared without case (worked out once per model, not per lead)."""
+        return frozenset(i.casefold() for i in self.industries)
+
+    @cached_property
+    def folded_keywords(self) -> tuple[str, ...]:
+        return tuple(keyword.casefold() for keyword in self.seniority_keywords)
 
 
 class FitPoints(Strict):
@@ -132,7 +141,7 @@ def fit_score(model: ScoringModelDocument, facts: FitFacts) -> tuple[int, list[d
     checks = {
         "country": facts.country is not None and facts.country in icp.countries,
         "industry": facts.industry is not None
-        and facts.industry.casefold() in {i.casefold() for i in icp.industries},
+        and facts.industry.casefold() in icp.folded_industries,
         "company_size": _size_fits(icp, facts.employee_count),
         "seniority": _is_senior(icp, facts.job_title),
         "business_email": facts.business_email,
@@ -154,7 +163,7 @@ def _size_fits(icp: Icp, employees: int | None) -> bool:
 
 def _is_senior(icp: Icp, title: str | None) -> bool:
     words = (title or "").casefold()
-    return any(keyword.casefold() in words for keyword in icp.seniority_keywords)
+    return any(keyword in words for keyword in icp.folded_keywords)
 
 
 def decay(age: timedelta, half_life_days: float) -> float:

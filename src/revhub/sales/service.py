@@ -224,11 +224,12 @@ def _process(
         contacts.set_stage(
             session, contact=contact, to_stage=Stage.LEAD, reason=reason, source="capture", at=at
         )
+    fit = qualification.fit_facts(session, contact)
     rescored = qualification.store_score(
         session,
         contact,
         intake.scores.get(contact.id),
-        qualification.fit_facts(session, contact),
+        fit,
         intake.activities[contact.id],
         trigger=lead_in.capture_type.value,
         now=at,
@@ -253,7 +254,8 @@ def _process(
         occurred_at=at,
     )
     crm = s.CrmHandoff(lead_id=lead.id, status="queued_for_crm_sync", event_id=event.event_id)
-    assigned = _assignment_step(session, intake, lead, contact, tenant, at)
+    territory_facts = assignment.LeadFacts(fit.country, fit.industry, fit.employee_count)
+    assigned = _assignment_step(session, intake, lead, territory_facts, tenant, at)
     follow_up = _follow_up_step(session, intake, lead, contact, lead_in, tenant, at)
     steps |= {
         "crm": crm.model_dump(mode="json"),
@@ -463,7 +465,12 @@ def _lead_for(session: Session, intake: Intake, contact: Contact, *, at: datetim
 
 
 def _assignment_step(
-    session: Session, intake: Intake, lead: Lead, contact: Contact, tenant: str, at: datetime
+    session: Session,
+    intake: Intake,
+    lead: Lead,
+    facts: assignment.LeadFacts,
+    tenant: str,
+    at: datetime,
 ) -> s.AssignmentOut:
     team = intake.team
     owner = team.reps.get(lead.owner_rep_id) if lead.owner_rep_id else None
@@ -476,7 +483,6 @@ def _assignment_step(
             queued=False,
             reason="already owned by an active rep; kept",
         )
-    facts = assignment.lead_facts(session, contact)
     made = assignment.assign(session, lead=lead, facts=facts, team=team)
     return assignment.announce(session, lead, made, tenant, at)
 

@@ -121,7 +121,8 @@ class _Batch:
     by_visitor: dict[str, Scorable] = field(default_factory=dict)
     by_id: dict[uuid.UUID, Scorable] = field(default_factory=dict)
     known: dict[str, s.Touchpoint] = field(default_factory=dict)
-    accounts: dict[uuid.UUID, Account] = field(default_factory=dict)
+    tenants: dict[uuid.UUID, str] = field(default_factory=dict)
+    """The domain (tenant) of each account the batch's people work at."""
     touched: dict[uuid.UUID, Scorable] = field(default_factory=dict)
     stored: list[s.Touchpoint] = field(default_factory=list)
 
@@ -157,9 +158,9 @@ def _prefetch(session: Session, pii: Pii, wanted: list[s.TouchpointCreate]) -> _
     }
     account_ids = {c.account_id for c in people.values() if c.account_id}
     if account_ids:
-        batch.accounts = {
-            a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))
-        }
+        table = Account.__table__.c
+        found = session.execute(select(table.id, table.domain).where(table.id.in_(account_ids)))
+        batch.tenants = {row.id: row.domain for row in found}
     return batch
 
 
@@ -228,8 +229,11 @@ def announce(session: Session, batch: _Batch) -> None:
     by_tenant: dict[str, list[s.Touchpoint]] = {}
     for touchpoint in batch.stored:
         account_id = batch.touched[touchpoint.contact_id].account_id
-        account = batch.accounts.get(account_id) if account_id else None
-        tenant = account.domain if account else contacts.NO_ACCOUNT
+        tenant = (
+            batch.tenants.get(account_id, contacts.NO_ACCOUNT)
+            if account_id
+            else contacts.NO_ACCOUNT
+        )
         by_tenant.setdefault(tenant, []).append(touchpoint)
     for tenant, stored in by_tenant.items():
         outbox.publish(
