@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -9,7 +13,7 @@ from revhub.core.db import Database
 from revhub.core.events.bus import Bus, LocalBus, RedisBus
 from revhub.core.events.consumers import Consumer, apply
 from revhub.core.events.envelope import Event
-from revhub.core.events.models import ConsumerOffset, DeadLetter
+from revhub.core.events.models import ConsumerOffset, DeadLetter, OutboxEvent
 from revhub.core.events.outbox import publish
 from revhub.core.retry import RetryableError, RetryPolicy
 from tests.eventing import FAST, applied, deliver_all, duplicates, publish_leads, record_effect
@@ -146,3 +150,40 @@ def test_a_handlers_own_integrity_error_is_retried_not_taken_for_a_duplicate(
     with db.transaction() as session:
         (letter,) = session.scalars(select(DeadLetter).where(DeadLetter.consumer == "clasher"))
         assert letter.event_id == event.event_id and "IntegrityError" in letter.error
+
+
+@pytest.mark.usefixtures("_effects_table")
+def test_the_local_bus_reads_the_payloads_of_the_events_a_consumer_handles_only(
+    db: Database,
+) -> None:
+    """Every consumer reads every event of its topics; a payload it would not handle (a
+    touchpoint batch's run to a thousand touches) is never read."""
+    picky = Consumer(
+        "picky",
+        frozenset({"lead-capture"}),
+        handle=record_effect("picky"),
+        event_types=frozenset({"lead.mql_reached"}),
+    )
+    with db.transaction() as session:
+        for event_type in ("lead.processed", "lead.mql_reached", "lead.processed"):
+            publish(session, topic="lead-capture", event_type=event_type, tenant_id="t", payload={})
+    with db.transaction() as session:
+        mql = session.scalar(
+            select(OutboxEvent.seq).where(OutboxEvent.event_type == "lead.mql_reached")
+        )
+    reads: list[Any] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "payload" in statement:
+            reads.append(parameters)
+
+    sa_event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        assert deliver_all(LocalBus(db), picky) == 3
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", seen)
+    assert len(reads) == 1
+    read = reads[0]
+    assert list(read.values() if isinstance(read, dict) else read) == [mql]
+    with db.transaction() as session:
+        assert len(applied(session, "picky")) == 1

@@ -96,27 +96,27 @@ class LocalBus:
             position = session.scalar(
                 select(ConsumerOffset.position).where(ConsumerOffset.consumer == consumer.name)
             )
-            rows = outbox.read_after(
+            heads = outbox.read_after(
                 session, position=position or 0, topics=consumer.topics, limit=self.batch_size
             )
-            wants = consumer.wanted_now(session) if rows else None
+            wants = consumer.wanted_now(session) if heads else None
+            wanted = [h.seq for h in heads if wants and wants(h.topic, h.event_type)]
+            events = outbox.events_at(session, wanted)
         if position is None:
             self._start(consumer.name)
         if wants is None:
             return 0
         handled = 0
-        for chunk in _chunks(rows):
+        for chunk in _chunks(heads):
             if stopping():
                 break
             received = [
-                Received(outbox.to_event(row), row.topic)
-                for row in chunk
-                if wants(row.topic, row.event_type)
+                Received(outbox.to_event(events[h.seq]), h.topic) for h in chunk if h.seq in events
             ]
             apply_all(self.db, consumer, received, policy=policy)
             handled += len(chunk)
         if handled:
-            self._advance(consumer.name, rows[handled - 1].seq)
+            self._advance(consumer.name, heads[handled - 1].seq)
         return handled
 
     def _advance(self, consumer: str, seq: int) -> None:

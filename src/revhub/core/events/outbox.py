@@ -157,8 +157,7 @@ LOG_COLUMNS = (
     cast(OutboxEvent.meta, Text).label("meta"),
 )
 """What a reader of the log needs of a row: everything but ``relayed_at``, the payload and
-metadata as their JSON text. A consumer reads every event of its topics and decodes only
-those it handles (:func:`to_event`)."""
+metadata as their JSON text (decoded by :func:`to_event`)."""
 
 
 def to_event(row: Row[Any]) -> Event:
@@ -175,16 +174,27 @@ def to_event(row: Row[Any]) -> Event:
 def read_after(
     session: Session, *, position: int, topics: Iterable[str], limit: int
 ) -> list[Row[Any]]:
-    """Events after ``position`` on ``topics``, oldest first, as plain rows of
-    :data:`LOG_COLUMNS`: every consumer reads every event, hundreds a poll, and needs no
-    ORM identity for them."""
+    """What follows ``position`` on ``topics``, oldest first: each event's ``seq``, ``topic``
+    and ``event_type`` only. Every consumer reads every event of its topics, and most
+    handle few of them: reading the payloads of all (a touchpoint batch's events carry a
+    thousand touches) was most of the embedded worker's time; :func:`events_at` reads the
+    ones a consumer handles."""
     query = (
-        select(*LOG_COLUMNS)
+        select(OutboxEvent.seq, OutboxEvent.topic, OutboxEvent.event_type)
         .where(OutboxEvent.seq > position, OutboxEvent.topic.in_(list(topics)))
         .order_by(OutboxEvent.seq)
         .limit(limit)
     )
     return list(session.connection().execute(query))
+
+
+def events_at(session: Session, seqs: list[int]) -> dict[int, Row[Any]]:
+    """The events at ``seqs`` as plain rows of :data:`LOG_COLUMNS`, by ``seq``."""
+    if not seqs:
+        return {}
+    query = select(*LOG_COLUMNS).where(OutboxEvent.seq.in_(seqs))
+    rows: list[Row[Any]] = list(session.connection().execute(query))
+    return {row.seq: row for row in rows}
 
 
 def count_after(session: Session, *, position: int, topics: Iterable[str]) -> int:
