@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from revhub.sales.models import Touchpoint
 from tests.sales.factories import (
     CONTACTS,
     SALES,
@@ -456,3 +459,18 @@ def test_a_refused_single_touchpoint_leaves_no_anonymous_profile(
         "body.campaign"
     ]
     assert all_items(client, sales, CONTACTS) == []
+
+
+def test_a_touchpoint_whose_meta_holds_an_integer_past_64_bits_is_stored_whole(
+    client: TestClient, sales: dict[str, str], session: Session
+) -> None:
+    """JSON columns are written by orjson, which takes no integer past 64 bits; such a
+    value (valid JSON, allowed in ``meta``) is still stored, whole, not answered 500."""
+    huge = 123456789012345678901234567890
+    touch = TOUCH | {"anonymous_id": "visitor-huge", "meta": {"n": huge}}
+    answer = client.post(f"{SALES}/touchpoints", json=touch, headers=sales)
+    assert answer.status_code == 201, answer.text
+    stored = session.scalar(
+        select(Touchpoint.meta).where(Touchpoint.id == uuid.UUID(answer.json()["id"]))
+    )
+    assert stored == {"n": huge}

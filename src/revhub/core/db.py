@@ -6,6 +6,7 @@ request, a job or a CLI command opens; service functions only ``flush()``.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -148,8 +149,13 @@ def json_text(value: Any) -> str:
     """What a JSON column stores, through orjson: a batch writes the steps, score reasons
     and event payloads of thousands of rows, and the standard library's encoder was a
     twentieth of a bulk request (orjson takes about a tenth of its time). Keys that are not
-    strings are written as strings, as ``json.dumps`` does."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    strings are written as strings, as ``json.dumps`` does; what orjson refuses (an integer
+    past 64 bits, valid in a touchpoint's ``meta``) goes through ``json.dumps``. Reading
+    stays with the standard library: orjson would read such an integer as a float."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -159,7 +165,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     :class:`WriteGate`), and connections usable from FastAPI's worker threads.
     """
     kwargs.setdefault("json_serializer", json_text)
-    kwargs.setdefault("json_deserializer", orjson.loads)
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         if "poolclass" not in kwargs and ":memory:" not in url:

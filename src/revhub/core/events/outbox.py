@@ -8,6 +8,7 @@ before inserting, on SQLite the database's single writer lock already does it.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -15,7 +16,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Row, Text, cast, event, func, select, text
 from sqlalchemy.orm import Session
 
@@ -166,8 +166,8 @@ def to_event(row: Row[Any]) -> Event:
         event_type=row.event_type,
         tenant_id=row.tenant_id,
         timestamp=row.occurred_at,
-        payload=orjson.loads(row.payload),
-        metadata=EventMetadata(**orjson.loads(row.meta)),
+        payload=json.loads(row.payload),
+        metadata=EventMetadata(**json.loads(row.meta)),
     )
 
 
