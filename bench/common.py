@@ -272,6 +272,69 @@ def sales_hub(
                 raise HubError(f"process {proc.pid} died during the run:\n{log_tail(path)}")
 
 
+def add_in_process_options(parser: argparse.ArgumentParser, *, default_output: Path) -> None:
+    """The options of a benchmark built on :func:`in_process_hub`."""
+    add = parser.add_argument
+    add("--runs", type=int, default=3, help="runs, each on a fresh database (3)")
+    add("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    add("--postgres", default=DEFAULT_POSTGRES_URL, help="database (schema dropped each run)")
+    add("--redis-url", default=DEFAULT_REDIS_URL, help="Redis (keys under a random prefix)")
+    add("--seed", type=int, default=1, help="random seed of the generated data")
+    add("--output", type=Path, default=default_output, help="JSON file")
+
+
+@contextmanager
+def in_process_hub(
+    backend: str, *, postgres_url: str, redis_url: str
+) -> Iterator[tuple[Any, Any, Any]]:
+    """An app built in this process on a fresh database (a SQLite file in a temporary
+    directory, or ``postgres_url``'s schema dropped, with the Redis bus), migrated, its
+    embedded worker off and its rate limit lifted: ``(settings, db, client)``, the client a
+    ``TestClient`` holding an admin key (enter it to run the app's lifespan). For
+    benchmarks that time work in their own process; everything is removed afterwards."""
+    sys.path.insert(0, str(REPO))  # tests.factories: the API key, as the test suite makes it
+    from fastapi.testclient import TestClient
+    from tests.factories import ApiKeyFactory
+
+    from revhub.api import create_app
+    from revhub.core.db import Database
+    from revhub.core.settings import Settings
+    from revhub.migrations import upgrade
+
+    unthrottled = {"rate": 10**6, "burst": 10**6}
+    with tempfile.TemporaryDirectory(prefix="revhub-bench-") as tmp:
+        common: dict[str, Any] = {
+            "data_dir": Path(tmp),
+            "rate_limit": unthrottled,
+            "log_level": "WARNING",
+        }
+        if backend == "sqlite":
+            settings = Settings(embedded_worker=False, **common)
+        else:
+            reset_postgres(postgres_url)
+            secret_names = ("jwt_secret", "pii_key", "audit_key")
+            settings = Settings(
+                mode="production",
+                database_url=postgres_url,
+                redis_url=redis_url,
+                redis_prefix=f"bench-{secrets.token_hex(4)}:",
+                bus="redis",
+                **common,
+                **{name: secrets.token_urlsafe(32) for name in secret_names},
+            )
+        upgrade(settings.effective_database_url)
+        db = Database.from_url(settings.effective_database_url)
+        with db.transaction() as session:
+            token = ApiKeyFactory(session).create(role="admin")[1]
+        app = create_app(settings, db=db, check_schema=False)
+        try:
+            yield settings, db, TestClient(app, headers={"X-API-Key": token})
+        finally:
+            if backend == "postgres":
+                delete_redis_keys(redis_url, settings.redis_prefix)
+            db.engine.dispose()
+
+
 # --- realistic sales data -----------------------------------------------------------------
 
 FIRST_NAMES = (

@@ -27,14 +27,10 @@ from __future__ import annotations
 
 import argparse
 import random
-import secrets
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -42,45 +38,21 @@ from rich.table import Table
 
 from common import (
     CAMPAIGNS,
-    DEFAULT_POSTGRES_URL,
-    DEFAULT_REDIS_URL,
     REPO,
     LeadFactory,
-    delete_redis_keys,
+    add_in_process_options,
     environment,
+    in_process_hub,
     post_json,
-    reset_postgres,
     seed_team,
     touchpoint,
     write_json,
 )
 
-sys.path.insert(0, str(REPO))  # tests.factories: the API key, as the test suite makes it
-
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "consumer_drain.json"
 BATCH = 1000
 
 console = Console() if sys.stdout.isatty() else Console(width=150)
-
-
-def _settings(backend: str, data_dir: Path, postgres_url: str, redis_url: str) -> Any:
-    from revhub.core.settings import Settings
-
-    unthrottled = {"rate": 10**6, "burst": 10**6}
-    quiet = {"log_level": "WARNING"}
-    if backend == "sqlite":
-        return Settings(data_dir=data_dir, embedded_worker=False, rate_limit=unthrottled, **quiet)
-    return Settings(
-        data_dir=data_dir,
-        mode="production",
-        database_url=postgres_url,
-        redis_url=redis_url,
-        redis_prefix=f"bench-drain-{uuid.uuid4().hex[:8]}:",
-        bus="redis",
-        rate_limit=unthrottled,
-        **quiet,
-        **{name: secrets.token_urlsafe(32) for name in ("jwt_secret", "pii_key", "audit_key")},
-    )
 
 
 def _load(client: Any, leads: int, touchpoints: int, seed: int) -> int:
@@ -106,55 +78,39 @@ def _load(client: Any, leads: int, touchpoints: int, seed: int) -> int:
 
 
 def one_run(options: argparse.Namespace, run: int) -> dict[str, Any]:
-    from fastapi.testclient import TestClient
     from sqlalchemy import func, select
-    from tests.factories import ApiKeyFactory
 
-    from revhub.api import create_app
-    from revhub.core.db import Database
     from revhub.core.events.models import OutboxEvent
-    from revhub.migrations import upgrade
     from revhub.worker import build_worker
 
-    with tempfile.TemporaryDirectory(prefix="revhub-drain-") as tmp:
+    with in_process_hub(
+        options.backend, postgres_url=options.postgres, redis_url=options.redis_url
+    ) as (settings, db, client):
+        with client:
+            people = _load(client, options.leads, options.touchpoints, options.seed + run)
+        with db.reading() as session:
+            events = session.scalar(select(func.count()).select_from(OutboxEvent)) or 0
+        worker = build_worker(settings, db)
+        result: dict[str, Any] = {"run": run, "people": people, "events": events}
         if options.backend == "postgres":
-            reset_postgres(options.postgres)
-        settings = _settings(options.backend, Path(tmp), options.postgres, options.redis_url)
-        upgrade(settings.effective_database_url)
-        db = Database.from_url(settings.effective_database_url)
-        with db.transaction() as session:
-            token = ApiKeyFactory(session).create(role="admin")[1]
-        app = create_app(settings, db=db, check_schema=False)
-        try:
-            with TestClient(app, headers={"X-API-Key": token}) as client:
-                people = _load(client, options.leads, options.touchpoints, options.seed + run)
-            with db.reading() as session:
-                events = session.scalar(select(func.count()).select_from(OutboxEvent)) or 0
-            worker = build_worker(settings, db)
-            result: dict[str, Any] = {"run": run, "people": people, "events": events}
-            if options.backend == "postgres":
-                started = time.process_time()
-                worker.bus.ensure_groups(worker.registry.active())  # type: ignore[attr-defined]
-                while worker.bus.relay():
-                    pass
-                result["relay_cpu_s"] = round(time.process_time() - started, 3)
-            result["consumers"] = {}
-            for consumer in worker.registry.active():
-                policy = settings.policy_for(consumer.name)
-                handled, started = 0, time.process_time()
-                while polled := worker.bus.poll(consumer, policy=policy, worker_id="bench"):
-                    handled += polled
-                cpu = time.process_time() - started
-                result["consumers"][consumer.name] = {"events": handled, "cpu_s": round(cpu, 3)}
-                console.print(
-                    f"[dim]run {run}: {consumer.name} {handled} events, {cpu:.2f} s CPU[/dim]"
-                )
-            result["total_cpu_s"] = round(sum(c["cpu_s"] for c in result["consumers"].values()), 3)
-            return result
-        finally:
-            if options.backend == "postgres":
-                delete_redis_keys(options.redis_url, settings.redis_prefix)
-            db.engine.dispose()
+            started = time.process_time()
+            worker.bus.ensure_groups(worker.registry.active())  # type: ignore[attr-defined]
+            while worker.bus.relay():
+                pass
+            result["relay_cpu_s"] = round(time.process_time() - started, 3)
+        result["consumers"] = {}
+        for consumer in worker.registry.active():
+            policy = settings.policy_for(consumer.name)
+            handled, started = 0, time.process_time()
+            while polled := worker.bus.poll(consumer, policy=policy, worker_id="bench"):
+                handled += polled
+            cpu = time.process_time() - started
+            result["consumers"][consumer.name] = {"events": handled, "cpu_s": round(cpu, 3)}
+            console.print(
+                f"[dim]run {run}: {consumer.name} {handled} events, {cpu:.2f} s CPU[/dim]"
+            )
+        result["total_cpu_s"] = round(sum(c["cpu_s"] for c in result["consumers"].values()), 3)
+        return result
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -198,12 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     add = parser.add_argument
     add("--leads", type=int, default=3000, help="bulk leads to send (3000)")
     add("--touchpoints", type=int, default=10_000, help="bulk touchpoints to send (10000)")
-    add("--runs", type=int, default=3, help="runs, each on a fresh database (3)")
-    add("--backend", choices=("sqlite", "postgres"), default="sqlite")
-    add("--postgres", default=DEFAULT_POSTGRES_URL, help="database (schema dropped each run)")
-    add("--redis-url", default=DEFAULT_REDIS_URL, help="Redis (keys under a random prefix)")
-    add("--seed", type=int, default=1, help="random seed of the generated data")
-    add("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON file")
+    add_in_process_options(parser, default_output=DEFAULT_OUTPUT)
     options = parser.parse_args(argv)
     if min(options.leads, options.touchpoints, options.runs) <= 0:
         parser.error("--leads, --touchpoints and --runs must be positive")
