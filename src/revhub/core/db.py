@@ -374,10 +374,10 @@ def write_held(session: Session) -> None:
         return
     for model, rows in held.inserts.items():
         insert_rows(session, model, [_attributes(row) for row in rows])
-    by_model: dict[tuple[type[Any], frozenset[str]], list[dict[str, Any]]] = {}
+    by_model: dict[type[Any], list[dict[str, Any]]] = {}
     for (model, _key), change in held.updates.items():
-        by_model.setdefault((model, frozenset(change)), []).append(change)
-    for (model, _columns), changes in by_model.items():
+        by_model.setdefault(model, []).append(change)
+    for model, changes in by_model.items():
         update_rows(session, model, changes)
     held.inserts.clear()
     held.updates.clear()
@@ -404,11 +404,8 @@ def insert_rows(session: Session, model: type[Any], rows: list[dict[str, Any]]) 
     if not rows:
         return
     connection = session.connection()
-    dialect = connection.dialect
-    for keys, group in _by_shape(rows).items():
-        plan = _row_plan(model, keys, dialect, "insert")
-        values = [plan.parameters(row) for row in group]
-        if dialect.name == "postgresql":
+    for plan, values in _planned(connection, model, rows, "insert"):
+        if connection.dialect.name == "postgresql":
             _copy_rows(connection, plan.copy, values)
         else:
             connection.exec_driver_sql(plan.statement, values)
@@ -423,18 +420,24 @@ def update_rows(session: Session, model: type[Any], changes: list[dict[str, Any]
     if not changes:
         return
     connection = session.connection()
-    dialect = connection.dialect
-    for keys, group in _by_shape(changes).items():
-        plan = _row_plan(model, keys, dialect, "update")
-        connection.exec_driver_sql(plan.statement, [plan.parameters(row) for row in group])
+    for plan, values in _planned(connection, model, changes, "update"):
+        connection.exec_driver_sql(plan.statement, values)
 
 
-def _by_shape(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
-    """Rows by the attributes they give: one statement for each set."""
+def _planned(
+    connection: Connection,
+    model: type[Any],
+    rows: list[dict[str, Any]],
+    kind: Literal["insert", "update"],
+) -> Iterator[tuple[_RowPlan, list[tuple[Any, ...]]]]:
+    """Rows grouped by the attributes they give, each group with its statement's plan and
+    parameters: one statement for each set of attributes."""
     by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         by_keys.setdefault(tuple(row), []).append(row)
-    return by_keys
+    for keys, group in by_keys.items():
+        plan = _row_plan(model, keys, connection.dialect, kind)
+        yield plan, [plan.parameters(row) for row in group]
 
 
 def _copy_rows(connection: Connection, copy: str, values: list[tuple[Any, ...]]) -> None:

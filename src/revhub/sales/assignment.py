@@ -31,6 +31,7 @@ from revhub.core.events import outbox
 from revhub.sales import qualification
 from revhub.sales import schemas as s
 from revhub.sales.models import Assignment, Lead, SalesRep, Territory
+from revhub.sales.scoring import FitFacts
 
 REGIONS: dict[str, tuple[str, ...]] = {
     "NA": ("US", "CA"),
@@ -50,6 +51,11 @@ class LeadFacts:
     country: str | None
     industry: str | None
     employee_count: int | None
+
+    @classmethod
+    def of(cls, fit: FitFacts) -> LeadFacts:
+        """What territories match on, of what scoring judged fit on."""
+        return cls(fit.country, fit.industry, fit.employee_count)
 
 
 def region_of(country: str | None) -> str | None:
@@ -243,8 +249,7 @@ def ensure_unique_name(session: Session, territory: Territory, name: str) -> Non
 
 
 def lead_facts(session: Session, contact: Contact) -> LeadFacts:
-    facts = qualification.fit_facts(session, contact)
-    return LeadFacts(facts.country, facts.industry, facts.employee_count)
+    return LeadFacts.of(qualification.fit_facts(session, contact))
 
 
 def announce(

@@ -254,8 +254,7 @@ def _process(
         occurred_at=at,
     )
     crm = s.CrmHandoff(lead_id=lead.id, status="queued_for_crm_sync", event_id=event.event_id)
-    territory_facts = assignment.LeadFacts(fit.country, fit.industry, fit.employee_count)
-    assigned = _assignment_step(session, intake, lead, territory_facts, tenant, at)
+    assigned = _assignment_step(session, intake, lead, assignment.LeadFacts.of(fit), tenant, at)
     follow_up = _follow_up_step(session, intake, lead, contact, lead_in, tenant, at)
     steps |= {
         "crm": crm.model_dump(mode="json"),
