@@ -110,6 +110,7 @@ def settings(tmp_path: Path) -> Settings:
         audit_key=SecretStr("test-audit-key-0123456789abcdef012345678"),
         log_format="json",
         embedded_worker=False,  # tests drive the bus themselves, on the test's connection
+        capture_process=False,  # a child could not see the test's rolled-back transaction
     )
 
 

@@ -30,7 +30,7 @@ from revhub.core.settings import Settings, load_settings
 from revhub.core.webhooks.router import router as webhooks_router
 from revhub.crm.router import router as crm_router
 from revhub.migrations import schema_status, upgrade
-from revhub.sales.capture_queue import stop_capture
+from revhub.sales.capture_queue import start_capture, stop_capture
 from revhub.sales.router import routers as sales_routers
 from revhub.worker import build_worker, job_registry
 
@@ -83,6 +83,8 @@ def create_app(
         share_between_threads()
         if check_schema:
             await run_in_threadpool(ensure_schema, settings, db)
+        if settings.capture_process:
+            await run_in_threadpool(start_capture, app.state, hub)
         embedded_worker = settings.mode == "embedded" and settings.embedded_worker
         stop = threading.Event()
         if embedded_worker:

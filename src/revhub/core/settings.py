@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     )
     visibility_timeout_seconds: float = Field(default=30, gt=0)
     embedded_worker: bool = True
+    capture_process: bool = Field(
+        default=True,
+        description="Capture single leads in a child process of each API process, on a core "
+        "of its own (off: in a thread of the API process)",
+    )
     plugins: list[str] = Field(default_factory=list)
     job_schedules: dict[str, str] = Field(default_factory=dict)
     crm_mappings: Path | None = Field(

@@ -19,21 +19,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Histogram
 
-from revhub.contacts.pii import Pii
+from revhub.contacts.pii import Pii, pii_for
 from revhub.core.audit import service as audit
 from revhub.core.db import Database
 from revhub.core.errors import Overloaded, RevHubError
 from revhub.core.events.envelope import current_correlation_id
+from revhub.core.http import Hub
 from revhub.core.observability import REGISTRY, SHED
 from revhub.sales import schemas as s
-from revhub.sales import service
+from revhub.sales.capture_process import STOPPED, CaptureProcess, Job, Outcome, capture_jobs
 
 BATCH_SIZES = Histogram(
     "revhub_lead_capture_batch_size",
@@ -77,7 +77,13 @@ class CaptureQueue:
     for a thread before they could queue for the database)."""
 
     def __init__(
-        self, db: Database, pii: Pii, audit_key: bytes, *, shed_after: float = 5.0
+        self,
+        db: Database,
+        pii: Pii,
+        audit_key: bytes,
+        *,
+        shed_after: float = 5.0,
+        process: CaptureProcess | None = None,
     ) -> None:
         self._db, self._pii, self._audit_key = db, pii, audit_key
         self._shed_after = shed_after
@@ -85,6 +91,7 @@ class CaptureQueue:
         self._waiting: list[_Ticket] = []
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._process = process
 
     def submit(
         self, lead_in: s.LeadCreate, entry: audit.AuditEvent, *, arrived: float | None = None
@@ -106,6 +113,14 @@ class CaptureQueue:
             self._ready.notify()
         return ticket.answer
 
+    @property
+    def process(self) -> CaptureProcess | None:
+        return self._process
+
+    def start(self) -> None:
+        if self._process is not None:
+            self._process.start()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the batch in hand; answer the leads still queued 503 (send again)."""
         with self._ready:
@@ -114,6 +129,8 @@ class CaptureQueue:
             thread = self._thread
         if thread is not None:
             thread.join(timeout)
+        if self._process is not None:
+            self._process.stop()
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
@@ -157,24 +174,16 @@ class CaptureQueue:
         try:
             self._together(batch)
         except Exception as exc:
-            if len(batch) == 1:
-                batch[0].answer.set_exception(exc)
+            if len(batch) == 1 or _unknown_outcome(exc):
+                for ticket in batch:
+                    ticket.answer.set_exception(exc)
                 return
             for ticket in batch:
                 self._capture([ticket])
 
     def _together(self, batch: list[_Ticket]) -> None:
-        wanted = [("body", t.lead_in) for t in batch]
-        with self._db.transaction() as session:
-            outcomes = service.capture_batch(
-                session, self._pii, wanted, correlations=[t.correlation_id for t in batch]
-            )
-            entries = [
-                replace(ticket.audit, resource_id=str(outcome.lead_id))
-                for ticket, outcome in zip(batch, outcomes, strict=True)
-                if isinstance(outcome, s.LeadResult)
-            ]
-            audit.record_many(session, events=entries, key=self._audit_key)
+        jobs = [Job(t.lead_in, t.audit, t.correlation_id) for t in batch]
+        outcomes = self._run_jobs(jobs)
         BATCH_SIZES.observe(len(batch))
         for ticket, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
@@ -182,18 +191,44 @@ class CaptureQueue:
             else:
                 ticket.answer.set_result(outcome)
 
+    def _run_jobs(self, jobs: list[Job]) -> list[Outcome]:
+        if self._process is not None:
+            return self._process.capture(jobs)
+        return capture_jobs(self._db, self._pii, self._audit_key, jobs)
+
+
+def _unknown_outcome(exc: Exception) -> bool:
+    """The capture process died with the batch in hand: it may have committed, so the
+    leads are answered 503 (send again: a lead sent twice is the same person) rather
+    than captured again here."""
+    return isinstance(exc, RevHubError) and exc.type == STOPPED
+
 
 _MADE = threading.Lock()
 
 
-def queue_of(state: Any, make: Callable[[], CaptureQueue]) -> CaptureQueue:
-    """The queue kept on ``state`` (the app's), made on first use."""
+def queue_of(state: Any, hub: Hub) -> CaptureQueue:
+    """The queue kept on ``state`` (the app's), made on first use: capturing in a child
+    process when ``hub.settings.capture_process`` says so."""
     with _MADE:
         queue: CaptureQueue | None = getattr(state, "lead_capture_queue", None)
         if queue is None:
-            queue = make()
+            settings = hub.settings
+            queue = CaptureQueue(
+                hub.db,
+                pii_for(settings),
+                settings.secrets["audit_key"],
+                shed_after=settings.shed_after_seconds,
+                process=CaptureProcess(settings) if settings.capture_process else None,
+            )
             state.lead_capture_queue = queue
         return queue
+
+
+def start_capture(state: Any, hub: Hub) -> None:
+    """At startup: start the capture process now, not on the first lead (it takes a
+    second or two to import RevHub and open the database)."""
+    queue_of(state, hub).start()
 
 
 def stop_capture(state: Any) -> None:

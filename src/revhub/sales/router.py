@@ -58,16 +58,7 @@ def pii_of(request: Request) -> Pii:
 
 
 def _capture_queue(request: Request) -> CaptureQueue:
-    hub = hub_of(request)
-    return queue_of(
-        request.app.state,
-        lambda: CaptureQueue(
-            hub.db,
-            pii_of(request),
-            hub.settings.secrets["audit_key"],
-            shed_after=hub.settings.shed_after_seconds,
-        ),
-    )
+    return queue_of(request.app.state, hub_of(request))
 
 
 def _once(
