@@ -307,6 +307,7 @@ def in_process_hub(
             "data_dir": Path(tmp),
             "rate_limit": unthrottled,
             "log_level": "WARNING",
+            "capture_process": False,  # what runs is measured in this process
         }
         if backend == "sqlite":
             settings = Settings(embedded_worker=False, **common)

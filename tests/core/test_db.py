@@ -64,6 +64,33 @@ def test_writers_still_take_turns(tmp_path: Path) -> None:
     db.engine.dispose()
 
 
+def test_writers_in_two_processes_take_turns_at_the_lock_file(tmp_path: Path) -> None:
+    """Two engines on one file, as the API and its capture process hold: the second
+    writer waits at ``<database>-writer.lock`` (owner-only) while the first holds it,
+    then goes, and sees the first one's row."""
+    first, second = _sqlite(tmp_path), Database.from_url(f"sqlite:///{tmp_path / 'gate.db'}")
+    lock = tmp_path / "gate.db-writer.lock"
+    seen: list[int | None] = []
+
+    def write() -> None:
+        with second.transaction() as session:
+            seen.append(session.scalar(text("SELECT count(*) FROM item")))
+            session.execute(text("INSERT INTO item VALUES (3)"))
+
+    with first.transaction() as session:
+        session.execute(text("INSERT INTO item VALUES (2)"))
+        other = threading.Thread(target=write)
+        other.start()
+        other.join(0.3)
+        assert other.is_alive()  # waiting for the first writer, not failed
+    other.join(10)
+
+    assert seen == [2]
+    assert lock.stat().st_mode & 0o777 == 0o600
+    for db in (first, second):
+        db.engine.dispose()
+
+
 def test_bursts_of_readers_reuse_the_embedded_databases_connections(tmp_path: Path) -> None:
     """Three bursts of 12 threads reading at once open 12 connections at most, not 12 a
     burst: a connection returned is kept for the next burst, not closed (each new one costs

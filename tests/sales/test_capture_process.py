@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,7 +24,7 @@ from revhub.core.errors import FieldError, InvalidInput, RevHubError
 from revhub.core.events import outbox
 from revhub.core.settings import Settings
 from revhub.migrations import upgrade
-from revhub.sales.capture_process import STOPPED, CaptureProcess, portable
+from revhub.sales.capture_process import STOPPED, CaptureProcess, CaptureUnavailable, portable
 from revhub.sales.models import Lead
 from tests.factories import ApiKeyFactory
 from tests.sales.factories import created, lead_at, problem, unique
@@ -140,6 +141,20 @@ def test_the_child_exits_with_the_api(scratch_database_url: str, settings: Setti
         child = _child(client)
         assert _alive(child)
     assert not _alive(child)
+
+
+def test_a_child_that_cannot_start_says_why_and_how_to_do_without(
+    settings: Settings, tmp_path: Path
+) -> None:
+    nowhere = f"sqlite:///{tmp_path / 'missing-directory' / 'revhub.db'}"
+    process = CaptureProcess(settings.model_copy(update={"database_url": nowhere}))
+
+    with pytest.raises(CaptureUnavailable) as refused:
+        process.start()
+
+    assert "could not open the database" in str(refused.value)
+    assert "REVHUB_CAPTURE_PROCESS=false" in str(refused.value)
+    assert process.pid is None
 
 
 def _alive(pid: int) -> bool:

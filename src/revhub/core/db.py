@@ -6,15 +6,18 @@ request, a job or a CLI command opens; service functions only ``flush()``.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
 import orjson
 import structlog
@@ -170,11 +173,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if "poolclass" not in kwargs and ":memory:" not in url:
             kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
         engine = create_engine(url, **kwargs)
-        gate = WriteGate()
+        database = engine.url.database
+        in_memory = not database or database == ":memory:" or "mode=memory" in url
+        gate = WriteGate(None if in_memory else f"{database}-writer.lock")
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", gate.begin)
         event.listen(engine, "commit", gate.end)
         event.listen(engine, "rollback", gate.end)
+        event.listen(engine, "engine_disposed", gate.close)
         if ":memory:" not in url:
             checkpoints = WalCheckpoints(engine)
             event.listen(engine, "commit", checkpoints.wrote)
@@ -247,41 +253,76 @@ transaction and never queue at the :class:`WriteGate`."""
 
 class WriteGate:
     """Take SQLite's write lock at BEGIN (SQLAlchemy's pysqlite recipe, made IMMEDIATE),
-    queueing first on a lock inside the process.
+    queueing first on a lock inside the process, then on a lock file beside the database.
 
     pysqlite's own transaction handling breaks SAVEPOINT; and a deferred transaction that
     reads and then writes can fail at once with SQLITE_BUSY when another writer got there
     first. SQLite has one writer at a time anyway, so each transaction queues for it up front
     and never fails half-way.
 
-    The queue is in the process because SQLite's own one is a sleep-and-retry loop (1, 2, 5
-    … up to 100 ms naps): with dozens of request threads waiting, the lock sat free while
-    they slept, and at 200 leads/s offered the hub answered 3 a second. A thread waiting here
-    wakes the moment the previous transaction ends. Other processes (a CLI command next to
-    the server) still meet at SQLite's lock; past the timeout the gate lets a transaction
-    through to SQLite's busy timeout rather than wait for ever.
+    The queue is ours because SQLite's own one is a sleep-and-retry loop (1, 2, 5 … up to
+    100 ms naps): with dozens of request threads waiting, the lock sat free while they
+    slept, and at 200 leads/s offered the hub answered 3 a second. A thread waiting on the
+    process's lock wakes the moment the previous transaction ends. Processes that share the
+    database (the API and its lead-capture process, a CLI command) then meet at an
+    ``flock`` on ``<database>-writer.lock``, looked at every half millisecond at most; the
+    API's consumers had waited behind the capture process in SQLite's naps, up to 100 ms
+    each. Past the timeout a transaction goes through to SQLite's busy timeout rather than
+    wait for ever.
     """
 
     HELD = "revhub.write_gate"
+    FILE_HELD = "revhub.write_gate_file"
     TIMEOUT_S = 30.0
+    POLL_S = 0.0005
 
-    def __init__(self) -> None:
+    def __init__(self, lock_path: str | None = None) -> None:
         self._lock = threading.Lock()
+        self._file = _lock_file(lock_path) if lock_path else None
 
     def begin(self, conn: Any) -> None:
         if conn.get_execution_options().get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")
             return
+        deadline = time.monotonic() + self.TIMEOUT_S
         conn.info[self.HELD] = self._lock.acquire(timeout=self.TIMEOUT_S)
         try:
+            if conn.info[self.HELD] and self._file is not None:
+                conn.info[self.FILE_HELD] = self._take_file(deadline)
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
             self.end(conn)
             raise
 
+    def _take_file(self, deadline: float) -> bool:
+        assert self._file is not None
+        while True:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(self.POLL_S)
+
     def end(self, conn: Any) -> None:
+        if conn.info.pop(self.FILE_HELD, False) and self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
         if conn.info.pop(self.HELD, False):
             self._lock.release()
+
+    def close(self, _engine: Any = None) -> None:
+        """Close the lock file when the engine is disposed (a transaction after that goes
+        to SQLite's own lock)."""
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
+
+
+def _lock_file(path: str) -> IO[bytes]:
+    """The writers' lock file (created owner-only, kept open for the engine's life)."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    return os.fdopen(descriptor, "r+b", buffering=0)
 
 
 HELD_ROWS = "revhub.held_rows"

@@ -92,6 +92,20 @@ def _stopped() -> RevHubError:
     )
 
 
+class CaptureUnavailable(RuntimeError):
+    """The child did not come up: say why, and how to run without it."""
+
+    def __init__(self, kind: str, cause: object, exit_code: int | None) -> None:
+        why = {
+            "silent": f"did not answer within {STARTUP_TIMEOUT_S:g} s",
+            "exited": f"exited while starting (exit code {exit_code}; its error is logged above)",
+        }.get(kind, f"could not open the database: {cause}")
+        super().__init__(
+            f"The lead-capture process {why}. Fix that and start again, or set "
+            "REVHUB_CAPTURE_PROCESS=false to capture single leads inside the API process."
+        )
+
+
 class CaptureProcess:
     """The child and the pipe to it, used by the capture queue's one thread."""
 
@@ -117,20 +131,19 @@ class CaptureProcess:
         child.start()
         child_end.close()
         self._pipe, self._child = parent, child
-        if not parent.poll(STARTUP_TIMEOUT_S):
+        try:
+            kind, value = parent.recv() if parent.poll(STARTUP_TIMEOUT_S) else ("silent", None)
+        except (EOFError, OSError):
+            kind, value = "exited", None
+        if kind != "ready":
             self.stop()
-            raise RuntimeError(f"the capture process did not start in {STARTUP_TIMEOUT_S:g} s")
-        kind, value = self._receive()
-        if isinstance(value, BaseException):
-            self.stop()
-            raise value
-        assert kind == "ready"
+            raise CaptureUnavailable(kind, value, child.exitcode)
 
     def capture(self, jobs: list[Job]) -> list[Outcome]:
         """Run ``jobs`` in the child (started first if it is not running); what it
         committed is news for this process's consumers."""
         if self._child is None or not self._child.is_alive():
-            self.start()
+            self._restart()
         assert self._pipe is not None
         try:
             self._pipe.send(jobs)
@@ -144,6 +157,13 @@ class CaptureProcess:
         assert isinstance(value, list)
         outbox.NEWS.arrived()
         return value
+
+    def _restart(self) -> None:
+        try:
+            self.start()
+        except CaptureUnavailable as exc:
+            log.error("capture_process_unavailable", error=str(exc))
+            raise _stopped() from exc
 
     def _receive(self) -> tuple[str, object]:
         assert self._pipe is not None
