@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, select, text, update
+from sqlalchemy import ColumnElement, Engine, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
@@ -347,12 +347,15 @@ def identity_owners(
     (the owner may since have been merged: ``live_contacts`` follows that)."""
     if not keys:
         return {}
-    rows = session.execute(
-        select(Identity.key, Identity.contact_id).where(
-            Identity.kind == kind, Identity.key.in_(keys)
-        )
-    )
+    rows = session.connection().execute(_OWNERS, {"kind": kind, "keys": sorted(keys)})
     return {(kind, key): contact_id for key, contact_id in rows}
+
+
+_IDENTITY = Identity.__table__.c
+_OWNERS = select(_IDENTITY.key, _IDENTITY.contact_id).where(
+    _IDENTITY.kind == bindparam("kind"), _IDENTITY.key.in_(bindparam("keys", expanding=True))
+)
+"""Built once, run as Core: every capture batch asks it once or twice."""
 
 
 def live_contacts(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, Contact]:

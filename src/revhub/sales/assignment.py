@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from revhub.contacts import service as contacts
@@ -139,17 +139,23 @@ class Roster:
         self.taken[rep.id] = self.taken.get(rep.id, 0) + 1
 
     def settle(self, session: Session) -> None:
-        """Add this batch's assignments to the stored counts (and let the reps read them
-        back when next asked)."""
-        for rep_id, count in self.taken.items():
-            session.execute(
-                update(SalesRep)
-                .where(SalesRep.id == rep_id)
-                .values(assigned_count=SalesRep.assigned_count + count)
-                .execution_options(synchronize_session=False)
-            )
+        """Add this batch's assignments to the stored counts, one statement for every rep
+        (and let the reps read them back when next asked)."""
+        if not self.taken:
+            return
+        more = [{"rep_id": rep_id, "more": count} for rep_id, count in self.taken.items()]
+        session.connection().execute(_ADD_ASSIGNED, more)
+        for rep_id in self.taken:
             session.expire(self.reps[rep_id], ["assigned_count"])
         self.taken.clear()
+
+
+_ADD_ASSIGNED = (
+    update(SalesRep)
+    .where(SalesRep.id == bindparam("rep_id"))
+    .values(assigned_count=SalesRep.assigned_count + bindparam("more"))
+)
+"""Built once: every capture batch settles its counts."""
 
 
 def roster(session: Session) -> Roster:

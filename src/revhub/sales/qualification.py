@@ -48,13 +48,17 @@ alone is not unique across databases): every capture batch asks for the model, a
 and validating its document was a fiftieth of a single lead's CPU."""
 
 
+_NEWEST = (
+    select(ScoringModel.version, ScoringModel.created_at)
+    .order_by(ScoringModel.version.desc())
+    .limit(1)
+)
+"""Built once, run as Core: every capture batch asks it."""
+
+
 def active_model(session: Session) -> ActiveModel:
     """The newest stored model, or the shipped default (version 0) when none is stored."""
-    newest = session.execute(
-        select(ScoringModel.version, ScoringModel.created_at)
-        .order_by(ScoringModel.version.desc())
-        .limit(1)
-    ).first()
+    newest = session.connection().execute(_NEWEST).first()
     if newest is None:
         return ActiveModel(0, default_model())
     key = (newest.version, newest.created_at)
