@@ -22,6 +22,7 @@ from revhub.core.audit.models import AuditEntry
 from revhub.core.db import Database
 from revhub.core.errors import FieldError, InvalidInput, RevHubError
 from revhub.core.events import outbox
+from revhub.core.observability import REGISTRY
 from revhub.core.settings import Settings
 from revhub.migrations import upgrade
 from revhub.sales.capture_process import STOPPED, CaptureProcess, CaptureUnavailable, portable
@@ -65,6 +66,7 @@ def test_leads_are_captured_by_a_child_process_each_with_its_answer(
     child = _child(client)
     assert child != os.getpid()
     news = outbox.NEWS.generation
+    timed = REGISTRY.get_sample_value("revhub_lead_capture_batch_seconds_count") or 0.0
     bodies = [lead_at(f"{unique('p')}.example") for _ in range(20)]
 
     with ThreadPoolExecutor(20) as pool:
@@ -74,6 +76,7 @@ def test_leads_are_captured_by_a_child_process_each_with_its_answer(
     assert len({r["lead_id"] for r in results}) == 20
     assert all(r["steps"]["crm"]["status"] == "queued_for_crm_sync" for r in results)
     assert outbox.NEWS.generation > news  # this process's consumers hear of the commits
+    assert (REGISTRY.get_sample_value("revhub_lead_capture_batch_seconds_count") or 0) > timed
     with db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Lead)) == 20
         audited = set(session.scalars(select(AuditEntry.resource_id)))
