@@ -6,8 +6,10 @@ What it measures: for each of ``--runs`` runs, on a fresh database built in this
 its schema dropped; embedded worker off), seeded through the API (the campaigns,
 territories and reps of ``bench/bulk_ingest.py``), ``--leads`` leads in batches of
 ``--batch`` through ``sales.service.capture_leads`` and then ``--touchpoints`` touchpoints
-of the people captured through ``sales.touchpoints.add_touchpoints``, each batch in a
-transaction of its own, committed, its answer serialised as the API would. Each batch is
+of the people captured through ``sales.touchpoints.add_touchpoints``, then 200 more leads
+in batches of 1 and of 4 (single leads arriving together are captured in such small
+batches: their cost is mostly each batch's statements), each batch in a transaction of
+its own, committed, its answer serialised as the API would. Each batch is
 timed with ``time.process_time()`` (this process's CPU, including SQLite's work and the
 WAL checkpoint thread; not PostgreSQL's) and with the wall clock.
 
@@ -51,7 +53,10 @@ from common import (
 )
 
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "service_cost.json"
-PHASES = ("leads", "touchpoints")
+SMALL_BATCHES = (1, 4)
+"""Single leads captured together (``POST …/leads`` batches them): a batch's fixed cost."""
+SMALL_LEADS = 200
+PHASES = ("leads", "touchpoints", *(f"leads by {n}" for n in SMALL_BATCHES))
 
 console = Console() if sys.stdout.isatty() else Console(width=150)
 
@@ -117,6 +122,12 @@ def one_run(options: argparse.Namespace, run: int) -> dict[str, Any]:
             batch = tps[start : start + options.batch]
             timings.append(_timed(db, lambda s, b=batch: touches.add_touchpoints(s, pii, items=b)))
         result["touchpoints"] = _phase("touchpoints", len(tps), timings, options.batch)
+        for n in SMALL_BATCHES:
+            timings = [
+                _timed(db, lambda s, b=leads(n): service.capture_leads(s, pii, items=b))
+                for _ in range(SMALL_LEADS // n)
+            ]
+            result[f"leads by {n}"] = _phase(f"leads by {n}", SMALL_LEADS, timings, n)
         for phase in PHASES:
             r = result[phase]
             console.print(

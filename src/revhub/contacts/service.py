@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, bindparam, select, text, update
+from sqlalchemy import Engine, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
@@ -140,8 +140,7 @@ def get_or_create_accounts(session: Session, *, names: dict[str, str]) -> dict[s
     winner's row instead of failing."""
     if not names:
         return {}
-    query = select(Account).where(Account.domain.in_(names))
-    found = {a.domain: a for a in session.scalars(query)}
+    found = {a.domain: a for a in session.scalars(_ACCOUNTS, {"domains": [*names]})}
     missing = [d for d in names if d not in found]
     if missing:
         now = utcnow()
@@ -150,8 +149,12 @@ def get_or_create_accounts(session: Session, *, names: dict[str, str]) -> dict[s
             for d in missing
         ]
         _store_accounts(session, rows)
-        found |= {a.domain: a for a in session.scalars(query.where(Account.domain.in_(missing)))}
+        found |= {a.domain: a for a in session.scalars(_ACCOUNTS, {"domains": missing})}
     return found
+
+
+_ACCOUNTS = select(Account).where(Account.domain.in_(bindparam("domains", expanding=True)))
+"""Built once: every capture batch reads its companies' accounts."""
 
 
 def _store_accounts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -171,24 +174,29 @@ def _store_accounts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     same way when the pool has no second connection to give; requests inside a transaction
     at once (``core.http.DB_CONCURRENCY``, 16) stay below the pool (10 + 10 overflow), so
     one is normally free within moments."""
-    statement = _insert_new(session, Account).values(rows)
+    statement = _insert_new(session)
     bind = session.get_bind()
     if bind.dialect.name != "postgresql" or not isinstance(bind, Engine):
-        session.execute(statement)
+        session.connection().execute(statement, rows)
         return
     try:
         with bind.begin() as own:
             own.execute(text(f"SET LOCAL lock_timeout = '{ACCOUNT_LOCK_WAIT}'"))
-            own.execute(statement)
+            own.execute(statement, rows)
     except (OperationalError, PoolTimeout):
-        session.execute(statement)
+        session.connection().execute(statement, rows)
 
 
-def _insert_new(session: Session, model: type[Account]) -> Any:
-    """``INSERT … ON CONFLICT DO NOTHING`` in the session's dialect."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    return insert(model).on_conflict_do_nothing()
+def _insert_new(session: Session) -> Any:
+    """``INSERT INTO account … ON CONFLICT DO NOTHING`` in the session's dialect (built
+    once per dialect; run with a list of rows, one execution for all)."""
+    return _INSERT_NEW[session.get_bind().dialect.name == "postgresql"]
+
+
+_INSERT_NEW = {
+    True: postgresql_insert(Account).on_conflict_do_nothing(),
+    False: sqlite_insert(Account).on_conflict_do_nothing(),
+}
 
 
 def fill_account(
@@ -361,7 +369,10 @@ _OWNERS = select(_IDENTITY.key, _IDENTITY.contact_id).where(
 def live_contacts(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, Contact]:
     """Contacts by the ids asked for, each mapped to its surviving profile after merges (one
     query per hop of a merge chain)."""
-    return _follow_merges(ids, lambda pending: session.scalars(select(Contact).where(pending)))
+    return _follow_merges(ids, lambda pending: session.scalars(_CONTACTS, {"ids": pending}))
+
+
+_CONTACTS = select(Contact).where(Contact.id.in_(bindparam("ids", expanding=True)))
 
 
 class PersonFacts(NamedTuple):
@@ -379,14 +390,19 @@ class PersonFacts(NamedTuple):
 
 def live_people(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, PersonFacts]:
     """:func:`live_contacts` as :class:`PersonFacts` rows."""
-    columns = [Contact.__table__.c[name] for name in PersonFacts._fields]
     connection = session.connection()
     return _follow_merges(
         ids,
         lambda pending: (
-            PersonFacts(*row) for row in connection.execute(select(*columns).where(pending))
+            PersonFacts(*row) for row in connection.execute(_PEOPLE, {"ids": pending})
         ),
     )
+
+
+_PEOPLE = select(*[Contact.__table__.c[name] for name in PersonFacts._fields]).where(
+    Contact.__table__.c.id.in_(bindparam("ids", expanding=True))
+)
+"""Built once, run as Core: a touchpoint batch reads a thousand people's facts."""
 
 
 class _Merged(Protocol):
@@ -401,7 +417,7 @@ M = TypeVar("M", bound=_Merged)
 
 
 def _follow_merges(
-    ids: set[uuid.UUID], fetch: Callable[[ColumnElement[bool]], Iterable[M]]
+    ids: set[uuid.UUID], fetch: Callable[[Sequence[uuid.UUID]], Iterable[M]]
 ) -> dict[uuid.UUID, M]:
     found: dict[uuid.UUID, M] = {}
     pending = set(ids)
@@ -409,7 +425,7 @@ def _follow_merges(
     for _hop in range(5):
         if not pending:
             break
-        rows = {c.id: c for c in fetch(Contact.__table__.c.id.in_(pending))}
+        rows = {c.id: c for c in fetch([*pending])}
         pending = set()
         for origin, current in [*asked.items()]:
             row = rows.get(current) or found.get(current)

@@ -159,9 +159,13 @@ _ADD_ASSIGNED = (
 
 
 def roster(session: Session) -> Roster:
-    territories = session.scalars(select(Territory).order_by(Territory.priority, Territory.name))
-    reps = session.scalars(select(SalesRep).order_by(SalesRep.created_at, SalesRep.id))
-    return Roster(list(territories), {r.id: r for r in reps})
+    territories = session.scalars(_TERRITORIES)
+    return Roster(list(territories), {r.id: r for r in session.scalars(_REPS)})
+
+
+_TERRITORIES = select(Territory).order_by(Territory.priority, Territory.name)
+_REPS = select(SalesRep).order_by(SalesRep.created_at, SalesRep.id)
+"""Built once: every capture batch reads the team."""
 
 
 @dataclass

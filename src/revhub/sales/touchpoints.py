@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from revhub.contacts import service as contacts
@@ -49,7 +49,11 @@ def campaigns_by_key(session: Session, keys: set[str]) -> dict[str, Campaign]:
     """The campaigns among ``keys``, in one query (a key that names none is left out)."""
     if not keys:
         return {}
-    return {c.key: c for c in session.scalars(select(Campaign).where(Campaign.key.in_(keys)))}
+    return {c.key: c for c in session.scalars(_CAMPAIGNS, {"keys": [*keys]})}
+
+
+_CAMPAIGNS = select(Campaign).where(Campaign.key.in_(bindparam("keys", expanding=True)))
+"""Built once: every capture and touchpoint batch reads its campaigns."""
 
 
 def create_campaign(session: Session, *, campaign_in: s.CampaignCreate) -> Campaign:

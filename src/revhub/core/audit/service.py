@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from revhub.core.audit.models import GENESIS_HASH, AuditEntry, AuditHead
@@ -100,12 +100,7 @@ def record_many(session: Session, *, events: Sequence[AuditEvent], key: bytes) -
     if not events:
         return []
     connection = session.connection()  # Core: no ORM bookkeeping for the head's row
-    last_seq, prev_hash = connection.execute(
-        update(AuditHead)
-        .where(AuditHead.id == 1)
-        .values(seq=AuditHead.seq + len(events))
-        .returning(AuditHead.seq, AuditHead.last_hash)
-    ).one()
+    last_seq, prev_hash = connection.execute(_ADVANCE, {"count": len(events)}).one()
     sealed: list[Sealed] = []
     rows: list[dict[str, object]] = []
     for seq, event in enumerate(map(_fit, events), start=last_seq - len(events) + 1):
@@ -113,8 +108,18 @@ def record_many(session: Session, *, events: Sequence[AuditEvent], key: bytes) -
         rows.append(asdict(sealed[-1]) | asdict(event))
         prev_hash = sealed[-1].hash
     insert_rows(session, AuditEntry, rows)
-    connection.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=prev_hash))
+    connection.execute(_SEAL, {"last_hash": prev_hash})
     return sealed
+
+
+_ADVANCE = (
+    update(AuditHead)
+    .where(AuditHead.id == 1)
+    .values(seq=AuditHead.seq + bindparam("count"))
+    .returning(AuditHead.seq, AuditHead.last_hash)
+)
+_SEAL = update(AuditHead).where(AuditHead.id == 1).values(last_hash=bindparam("last_hash"))
+"""Built once: every audited request moves the head."""
 
 
 def list_entries(
