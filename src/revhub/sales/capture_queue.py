@@ -1,12 +1,14 @@
 """Single leads that arrive together are captured together (group commit).
 
-A lead captured alone costs about 10 ms of the hub's CPU, most of it fixed per batch: the
-look-ups of ``intake.Intake``, one INSERT per table, the commit. Ten leads in one batch
-cost about 3 ms each (``bench/lead_capture.py``). So concurrent ``POST …/sales/leads``
-requests queue here; the queue's thread captures everything queued, in one transaction
-with each request's audit entry, while the requests await their answers. When that batch
-is done it takes what queued meanwhile. A quiet hub runs batches of one, so nothing waits
-for a timer; a busy one batches as much as arrived while the last batch ran.
+A lead captured alone costs about 6 ms of the hub's CPU, most of it fixed per batch: the
+look-ups of ``intake.Intake``, one INSERT per table, the commit. Four leads in one batch
+cost about 3 ms each (``bench/service_cost.py``, ``leads by 1`` and ``by 4``). So
+concurrent ``POST …/sales/leads`` requests queue here; the queue's thread takes everything
+queued and has it captured in one transaction with each request's audit entry (by the
+capture process, see ``capture_process``, or in the thread itself), while the requests
+await their answers. When that batch is done it takes what queued meanwhile. A quiet hub
+runs batches of one, so nothing waits for a timer; a busy one batches as much as arrived
+while the last batch ran.
 
 Each lead still gets its own answer: a refused lead is its own 422 (the batch goes on
 without it), and a batch that fails as a whole (a twin request won a unique key twice, a
