@@ -6,7 +6,6 @@ request, a job or a CLI command opens; service functions only ``flush()``.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import threading
@@ -21,6 +20,11 @@ from typing import IO, Any, Literal, TypeVar
 
 import orjson
 import structlog
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; processes sharing a file meet at SQLite's own lock
+    fcntl = None  # type: ignore[assignment]
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -278,7 +282,7 @@ class WriteGate:
 
     def __init__(self, lock_path: str | None = None) -> None:
         self._lock = threading.Lock()
-        self._file = _lock_file(lock_path) if lock_path else None
+        self._file = _lock_file(lock_path) if lock_path and fcntl is not None else None
 
     def begin(self, conn: Any) -> None:
         if conn.get_execution_options().get(READ_ONLY):
