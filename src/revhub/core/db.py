@@ -282,7 +282,8 @@ class WriteGate:
 
     def __init__(self, lock_path: str | None = None) -> None:
         self._lock = threading.Lock()
-        self._file = _lock_file(lock_path) if lock_path and fcntl is not None else None
+        self._path = lock_path if fcntl is not None else None
+        self._file: IO[bytes] | None = None
 
     def begin(self, conn: Any) -> None:
         if conn.get_execution_options().get(READ_ONLY):
@@ -291,12 +292,24 @@ class WriteGate:
         deadline = time.monotonic() + self.TIMEOUT_S
         conn.info[self.HELD] = self._lock.acquire(timeout=self.TIMEOUT_S)
         try:
-            if conn.info[self.HELD] and self._file is not None:
+            if conn.info[self.HELD] and self._opened() is not None:
                 conn.info[self.FILE_HELD] = self._take_file(deadline)
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
             self.end(conn)
             raise
+
+    def _opened(self) -> IO[bytes] | None:
+        """The lock file, opened at the first write (not when the engine is made: its
+        directory may not exist yet). One that cannot be opened (a read-only directory)
+        leaves the processes to SQLite's own lock."""
+        if self._file is None and self._path is not None:
+            try:
+                self._file = _lock_file(self._path)
+            except OSError as exc:
+                log.warning("sqlite_writer_lock_unavailable", path=self._path, error=str(exc))
+                self._path = None
+        return self._file
 
     def _take_file(self, deadline: float) -> bool:
         assert self._file is not None
@@ -316,8 +329,8 @@ class WriteGate:
             self._lock.release()
 
     def close(self, _engine: Any = None) -> None:
-        """Close the lock file when the engine is disposed (a transaction after that goes
-        to SQLite's own lock)."""
+        """Close the lock file when the engine is disposed (opened again if it is used
+        again)."""
         file, self._file = self._file, None
         if file is not None:
             file.close()

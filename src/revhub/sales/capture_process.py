@@ -99,7 +99,7 @@ class CaptureUnavailable(RuntimeError):
         why = {
             "silent": f"did not answer within {STARTUP_TIMEOUT_S:g} s",
             "exited": f"exited while starting (exit code {exit_code}; its error is logged above)",
-        }.get(kind, f"could not open the database: {cause}")
+        }.get(kind, f"could not start: {cause}")
         super().__init__(
             f"The lead-capture process {why}. Fix that and start again, or set "
             "REVHUB_CAPTURE_PROCESS=false to capture single leads inside the API process."
