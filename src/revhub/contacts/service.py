@@ -174,8 +174,8 @@ def _store_accounts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     same way when the pool has no second connection to give; requests inside a transaction
     at once (``core.http.DB_CONCURRENCY``, 16) stay below the pool (10 + 10 overflow), so
     one is normally free within moments."""
-    statement = _insert_new(session)
     bind = session.get_bind()
+    statement = _INSERT_ACCOUNTS[bind.dialect.name]
     if bind.dialect.name != "postgresql" or not isinstance(bind, Engine):
         session.connection().execute(statement, rows)
         return
@@ -187,16 +187,12 @@ def _store_accounts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         session.connection().execute(statement, rows)
 
 
-def _insert_new(session: Session) -> Any:
-    """``INSERT INTO account … ON CONFLICT DO NOTHING`` in the session's dialect (built
-    once per dialect; run with a list of rows, one execution for all)."""
-    return _INSERT_NEW[session.get_bind().dialect.name == "postgresql"]
-
-
-_INSERT_NEW = {
-    True: postgresql_insert(Account).on_conflict_do_nothing(),
-    False: sqlite_insert(Account).on_conflict_do_nothing(),
+_INSERT_ACCOUNTS = {
+    "postgresql": postgresql_insert(Account).on_conflict_do_nothing(),
+    "sqlite": sqlite_insert(Account).on_conflict_do_nothing(),
 }
+"""``INSERT INTO account … ON CONFLICT DO NOTHING`` by dialect, built once; run with a list
+of rows, one execution for all."""
 
 
 def fill_account(

@@ -185,7 +185,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "commit", gate.end)
         event.listen(engine, "rollback", gate.end)
         event.listen(engine, "engine_disposed", gate.close)
-        if ":memory:" not in url:
+        if not in_memory:
             checkpoints = WalCheckpoints(engine)
             event.listen(engine, "commit", checkpoints.wrote)
             event.listen(engine, "engine_disposed", checkpoints.stop)
