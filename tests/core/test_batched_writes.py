@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -237,3 +237,41 @@ def test_an_update_stamps_updated_at_and_stores_times_and_ids_as_the_orm_does(
     assert score.computed_at == at
     later = select(LeadScore.contact_id).where(LeadScore.computed_at > at - timedelta(seconds=1))
     assert session.scalars(later).all() == [contact.id]
+
+
+def _new_person() -> Contact:
+    return Contact(id=uuid.uuid4(), stage="lead", stage_changed_at=utcnow())
+
+
+def test_a_held_person_is_written_before_the_rows_that_refer_to_them(session: Session) -> None:
+    """Held inserts go table by table in foreign-key order, whatever order they were held
+    in (a batch's first lead may add a touchpoint before a later lead creates a person)."""
+    contact = _new_person()
+    with batched_writes(session):
+        add_later(session, _change(contact, "mql"))
+        add_row_later(session, LeadScore, _score_row(contact, 5))
+        add_later(session, contact)
+    assert _changes(session, contact) == ["mql"]
+    assert session.get(LeadScore, contact.id) is not None
+
+
+def test_a_held_object_joins_the_session_once_written(session: Session) -> None:
+    """Once written, a held person is persistent with every column loaded (reading one
+    costs no query) and a later change is flushed as an update."""
+    contact = _new_person()
+    with batched_writes(session):
+        add_later(session, contact)
+        contact.company = "Before"
+        assert contact not in session
+        write_held(session)
+        assert inspect(contact).persistent
+        with _statements(session) as seen:
+            assert (contact.merged_into_id, contact.job_title) == (None, None)
+            assert contact.updated_at.tzinfo is not None  # the column default, as stored
+        assert seen == []
+        contact.company = "After"
+    session.flush()
+    session.expire_all()
+    stored = session.get(Contact, contact.id)
+    assert stored is not None
+    assert stored.company == "After"

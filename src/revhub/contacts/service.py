@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from revhub.contacts.models import Account, Consent, Contact, Identity, StageChange
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import RANK, Stage, can_move, furthest
-from revhub.core.db import add_row_later, get_or_404, set_later, utcnow, write_held
+from revhub.core.db import add_later, add_row_later, get_or_404, set_later, utcnow, write_held
 from revhub.core.errors import Conflict
 from revhub.core.events import outbox
 from revhub.core.pagination import newest_first
@@ -230,7 +230,7 @@ def create(
         account_id=account_id,
         created_at=utcnow(),
     )
-    session.add(contact)
+    add_later(session, contact)
     update_profile(session, pii, contact=contact, profile=replace(profile, email=None))
     if profile.email is not None:
         seal_email(pii, contact, profile.email)

@@ -46,6 +46,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.session import make_transient_to_detached
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from revhub.core.errors import NotFound
@@ -372,9 +373,11 @@ def batched_writes(session: Session) -> Iterator[None]:
 
 
 def add_later(session: Session, row: Any) -> None:
-    """``session.add`` for a row nothing reads back in the batch (a history entry), held
-    for one multi-row INSERT per table inside :func:`batched_writes`. Its columns are
-    those set on it; defaults fill the rest."""
+    """``session.add`` for a new object, held inside :func:`batched_writes` for one multi-row
+    INSERT per table with the held rows: the unit of work's per-object bookkeeping cost more
+    than the database's work for the people and leads of a batch. Until it is written it is a
+    plain object (the batch may still change it); once written it joins the session with
+    every column loaded, so later changes are flushed as updates."""
     held: _Held | None = session.info.get(HELD_ROWS)
     if held is None:
         session.add(row)
@@ -425,13 +428,16 @@ def set_later(session: Session, row: Any, values: dict[str, Any]) -> None:
 
 
 def write_held(session: Session) -> None:
-    """Flush the session, then write what :func:`add_later` and :func:`set_later` hold."""
+    """Flush the session, then write what :func:`add_later` and :func:`set_later` hold: the
+    inserts table by table in foreign-key order (a person before their lead and history),
+    then the updates."""
     session.flush()
     held: _Held | None = session.info.get(HELD_ROWS)
     if held is None:
         return
-    for model, rows in held.inserts.items():
-        insert_rows(session, model, [_attributes(row) for row in rows])
+    order = _table_order()
+    for model in sorted(held.inserts, key=lambda m: order[m.__table__]):
+        _insert_held(session, model, held.inserts[model])
     by_model: dict[type[Any], list[dict[str, Any]]] = {}
     for (model, _key), change in held.updates.items():
         by_model.setdefault(model, []).append(change)
@@ -441,9 +447,44 @@ def write_held(session: Session) -> None:
     held.updates.clear()
 
 
-def _attributes(row: Any) -> dict[str, Any]:
-    """The attributes set on a held row: an ORM object's, or the dict it was given as."""
-    return row if isinstance(row, dict) else {k: v for k, v in vars(row).items() if k[0] != "_"}
+def _insert_held(session: Session, model: type[Any], held: list[Any]) -> None:
+    """Held rows and objects in one statement; the objects then join the session."""
+    insert_rows(session, model, [row if isinstance(row, dict) else _complete(row) for row in held])
+    for row in held:
+        if not isinstance(row, dict):
+            make_transient_to_detached(row)
+            session.add(row)
+
+
+_table_orders: dict[int, dict[Table, int]] = {}
+
+
+def _table_order() -> dict[Table, int]:
+    """Each table's place in foreign-key order (a table after those it refers to)."""
+    count = len(Base.metadata.tables)
+    if count not in _table_orders:
+        _table_orders[count] = {t: i for i, t in enumerate(Base.metadata.sorted_tables)}
+    return _table_orders[count]
+
+
+def _complete(row: Any) -> dict[str, Any]:
+    """A held object's row, every column in the table's order: the columns it left unset
+    get their default (else None) on the object too, so the object holds what is stored
+    and nothing is read back once it joins the session. A server-side default would be
+    overridden, so such a column must be set."""
+    state = inspect(row)
+    table: Table = state.mapper.local_table
+    values = {}
+    for attr in state.mapper.column_attrs:
+        if attr.key not in state.dict:
+            column = attr.columns[0]
+            if column.server_default is not None:
+                raise ValueError(f"add_later on {table.name}: set {column.name} (server default)")
+            default = column.default
+            value = None if default is None else _column_default(table, column, default)(None)
+            set_committed_value(row, attr.key, value)
+        values[attr.key] = state.dict[attr.key]
+    return values
 
 
 def insert_rows(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:

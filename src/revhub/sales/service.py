@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,7 +38,7 @@ from revhub.contacts import service as contacts
 from revhub.contacts.models import Account, Contact
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import Stage
-from revhub.core.db import add_row_later, batched_writes, utcnow
+from revhub.core.db import add_later, add_row_later, batched_writes, utcnow
 from revhub.core.errors import Conflict, FieldError, InvalidInput
 from revhub.core.events import outbox
 from revhub.core.events.envelope import correlated
@@ -114,22 +115,33 @@ def capture_batch(
     correlations: Sequence[str | None] | None = None,
 ) -> list[s.LeadResult | InvalidInput]:
     """The six steps for each ``(field prefix, lead)``, in order; a refused lead's place
-    holds its 422. Runs in a savepoint, again once if a twin request won a unique key.
-    ``correlations``: the correlation id each lead's events carry (leads of several
-    requests captured together), instead of the caller's."""
+    holds its 422. ``correlations``: the correlation id each lead's events carry (leads of
+    several requests captured together), instead of the caller's.
+
+    On PostgreSQL it runs in a savepoint, and again once if a twin request stored the same
+    person between this batch's look-ups and its writes (a unique key refused). SQLite has
+    one writer at a time, whose transaction holds the database from its first look-up: no
+    twin can come between, so there is nothing to run again, and the savepoint's two
+    statements are left out of every batch (a single lead is a batch of some twenty)."""
     model = model or qualification.active_model(session)
+    run = partial(_capture, session, pii, wanted, now=now, model=model, correlations=correlations)
+    if session.get_bind().dialect.name == "sqlite":
+        try:
+            return run()
+        except IntegrityError:
+            raise _twin_conflict() from None
     for attempt in (1, 2):
         try:
             with session.begin_nested():
-                return _capture(
-                    session, pii, wanted, now=now, model=model, correlations=correlations
-                )
+                return run()
         except IntegrityError:
             if attempt == 2:
-                raise Conflict(
-                    "Another request stored the same people at the same moment; send it again."
-                ) from None
+                raise _twin_conflict() from None
     raise AssertionError("unreachable")
+
+
+def _twin_conflict() -> Conflict:
+    return Conflict("Another request stored the same people at the same moment; send it again.")
 
 
 def _capture(
@@ -455,7 +467,7 @@ def _lead_for(session: Session, intake: Intake, contact: Contact, *, at: datetim
     lead = intake.leads.get(contact.id)
     if lead is None:
         lead = Lead(id=uuid.uuid4(), contact_id=contact.id, created_at=at, capture_count=0)
-        session.add(lead)
+        add_later(session, lead)
         intake.leads[contact.id] = lead
         intake.sequences[lead.id] = []
     lead.capture_count += 1
