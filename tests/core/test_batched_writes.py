@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from revhub.contacts.models import Contact, StageChange
 from revhub.core.db import (
+    PIPELINED_ROWS,
     add_later,
     add_row_later,
     batched_writes,
@@ -275,3 +276,64 @@ def test_a_held_object_joins_the_session_once_written(session: Session) -> None:
     stored = session.get(Contact, contact.id)
     assert stored is not None
     assert stored.company == "After"
+
+
+def test_a_refusal_among_the_held_writes_is_an_integrity_error_and_none_of_them_stay(
+    session: Session,
+) -> None:
+    """On PostgreSQL a small batch's writes are answered together, at the pipeline's end:
+    the refusal must still reach the caller as ``IntegrityError`` (a capture retries on
+    it), and the rows sent before it must not stay."""
+    contact = _person(session)
+
+    def refused_batch() -> None:
+        with session.begin_nested(), batched_writes(session):
+            add_later(session, _change(contact, "mql"))
+            add_row_later(session, LeadScore, _score_row(contact, 1))
+            add_row_later(session, LeadScore, _score_row(contact, 2))
+
+    with pytest.raises(IntegrityError):
+        refused_batch()
+    assert _changes(session, contact) == []
+    assert session.get(LeadScore, contact.id) is None
+
+
+def test_on_postgresql_a_small_batch_is_written_in_one_pipeline(session: Session) -> None:
+    """Every INSERT and UPDATE of a small batch is sent before any answer is read (one
+    round trip, not one or two per table); a table of more than ``PIPELINED_ROWS`` goes by
+    COPY, which a pipeline cannot carry, so that batch is sent statement by statement."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("SQLite is in the process: there is no round trip to save")
+    contact = _person(session)
+    seen: list[tuple[str, bool]] = []
+
+    def note(_conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append((statement.split(" (")[0], bool(cursor.connection.pgconn.pipeline_status)))
+
+    event.listen(session.get_bind(), "before_cursor_execute", note)
+    try:
+        with batched_writes(session):
+            add_later(session, _change(contact, "mql"))
+            add_row_later(session, LeadScore, _score_row(contact, 1))
+            set_later(session, contact, {"company": "Piped"})
+        small = list(seen)
+        seen.clear()
+        with batched_writes(session):
+            for n in range(PIPELINED_ROWS + 1):
+                add_later(session, _change(contact, f"stage-{n}"))
+            set_later(session, contact, {"company": "Copied"})
+    finally:
+        event.remove(session.get_bind(), "before_cursor_execute", note)
+    assert sorted(small) == [
+        ("INSERT INTO lead_score", True),
+        ("INSERT INTO stage_change", True),
+        ("UPDATE contact SET company = %s, updated_at = %s WHERE id = %s", True),
+    ]
+    assert seen == [
+        ("COPY stage_change", False),
+        ("UPDATE contact SET company = %s, updated_at = %s WHERE id = %s", False),
+    ]
+    session.expire_all()
+    assert len(_changes(session, contact)) == PIPELINED_ROWS + 2
+    stored = session.get(Contact, contact.id)
+    assert stored is not None and stored.company == "Copied"
