@@ -76,6 +76,25 @@ def test_relaying_marks_rows_and_is_not_repeated(db: Database, redis_bus: RedisB
     assert redis_bus.redis.xlen(redis_bus.stream_key("lead-capture")) == 4
 
 
+def test_relays_side_by_side_send_each_event_once_and_lose_none(
+    db: Database, redis_bus: RedisBus, redis_url: str
+) -> None:
+    """A relay looks only past the last event it relayed: events another worker's relay
+    sent meanwhile are passed over, and what is published later is still found."""
+    prefix = redis_bus.prefix.removesuffix("stream:")
+    other = RedisBus(db, redis_url, topics=TOPICS, prefix=prefix)
+    publish_leads(db, 3)
+    assert redis_bus.relay() == 3
+    publish_leads(db, 2)
+    assert other.relay() == 2
+    publish_leads(db, 1)
+    assert redis_bus.relay() == 1
+    assert other.relay() == 0
+    sent = redis_bus.redis.xrange(redis_bus.stream_key("lead-capture"))
+    seqs = [int(fields["seq"]) for _, fields in sent]
+    assert len(seqs) == len(set(seqs)) == 6
+
+
 def _autoclaims(bus: RedisBus) -> int:
     stats = bus.redis.info("commandstats")
     return int(stats.get("cmdstat_xautoclaim", {}).get("calls", 0))

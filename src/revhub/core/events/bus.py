@@ -159,6 +159,8 @@ class RedisBus:
         self.visibility_timeout_ms = visibility_timeout_ms
         self._next_reclaim: dict[str, float] = {}
         """Per consumer: when ``_reclaim`` next asks Redis (``time.monotonic()``)."""
+        self._relayed_upto = 0
+        """The highest ``seq`` this bus has relayed: see :meth:`relay`."""
 
     def stream_key(self, topic: str) -> str:
         return self.prefix + topic
@@ -177,8 +179,13 @@ class RedisBus:
                         raise
 
     def relay(self) -> int:
+        """Send the oldest unrelayed events to their streams and mark them relayed. It looks
+        only past the last event it relayed: ``seq`` order is commit order, so every event
+        before that one was relayed or is in hand, and the index entries of the events
+        relayed since the last vacuum are not visited again at each look (the look took
+        2 ms after a minute of 200 leads/s). Another relay's events it passes over once."""
         with self.db.transaction() as session:
-            rows = outbox.unrelayed(session, limit=self.batch_size)
+            rows = outbox.unrelayed(session, limit=self.batch_size, after=self._relayed_upto)
             if not rows:
                 return 0
             pipe = self.redis.pipeline(transaction=False)
@@ -198,6 +205,7 @@ class RedisBus:
                 .where(OutboxEvent.seq.in_([r.seq for r in rows]))
                 .values(relayed_at=utcnow())
             )
+        self._relayed_upto = rows[-1].seq
         return len(rows)
 
     def poll(

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Text
+from sqlalchemy import JSON, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from revhub.core.db import Base, SeqType, utcnow
@@ -18,11 +18,23 @@ class OutboxEvent(Base):
     Publishing transactions line up on a lock before taking their ``seq`` (see
     ``outbox.publish``), so ``seq`` order is commit order and a reader that has seen ``seq``
     n has seen every event before it.
+
+    The relay finds what it has yet to send through a partial index of the unrelayed rows in
+    ``seq`` order. Marking a row relayed leaves its old entry in an index until vacuum; with
+    an index on ``(relayed_at, seq)`` PostgreSQL's bitmap scan visited every event relayed
+    since (7,900 entries and 690 pages, 2 ms, after a minute of 200 leads/s, at each of some
+    40 relays a second), where a plain scan in ``seq`` order marks such entries dead as it
+    passes them and the next scan skips them.
     """
 
     __tablename__ = "outbox_event"
     __table_args__ = (
-        Index("ix_outbox_event_unrelayed", "relayed_at", "seq"),
+        Index(
+            "ix_outbox_event_unrelayed",
+            "seq",
+            postgresql_where=text("relayed_at IS NULL"),
+            sqlite_where=text("relayed_at IS NULL"),
+        ),
         {"sqlite_autoincrement": True},  # never reuse a seq, even after pruning the newest
     )
 

@@ -206,10 +206,11 @@ def count_after(session: Session, *, position: int, topics: Iterable[str]) -> in
     return int(session.scalar(query) or 0)
 
 
-def unrelayed(session: Session, *, limit: int) -> list[Row[Any]]:
+def unrelayed(session: Session, *, limit: int, after: int = 0) -> list[Row[Any]]:
+    """The oldest ``limit`` events not yet relayed whose ``seq`` is above ``after``."""
     query = (
         select(*LOG_COLUMNS)
-        .where(OutboxEvent.relayed_at.is_(None))
+        .where(OutboxEvent.relayed_at.is_(None), OutboxEvent.seq > after)
         .order_by(OutboxEvent.seq)
         .limit(limit)
     )
