@@ -11,9 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from revhub.api import create_app
+from revhub.contacts.models import Contact, Identity
 from revhub.contacts.pii import pii_for
 from revhub.core.audit import service as audit
 from revhub.core.audit.models import AuditEntry
@@ -26,6 +27,7 @@ from revhub.core.observability import REGISTRY
 from revhub.core.settings import Settings
 from revhub.migrations import upgrade
 from revhub.sales import schemas as s
+from revhub.sales.capture_process import Job, capture_jobs
 from revhub.sales.capture_queue import CaptureQueue
 from revhub.sales.models import Lead
 from tests.factories import ApiKeyFactory
@@ -235,3 +237,46 @@ def test_stopping_finishes_the_batch_in_hand_and_answers_the_rest(
     assert late.value.status == 503
     with hub_db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Lead)) == 1
+
+
+def test_a_batch_a_twin_request_got_ahead_of_runs_again_whole_and_finds_the_twin(
+    hub_db: Database, settings: Settings
+) -> None:
+    """Between the batch's look-ups and its writes another process stores the same person
+    (here without claiming them, as nothing in RevHub would): the unique key refuses the
+    batch, whose transaction holds nothing else, so it runs again once, without a
+    savepoint, and updates the person the twin stored. SQLite lets no second writer in."""
+    if hub_db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no twin can come between")
+    pii = pii_for(settings)
+    body = lead_at(f"{unique('twin')}.example")
+    twin = uuid.uuid4()
+
+    def store_the_twin(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if statement.startswith("INSERT INTO identity (") and not twins:
+            twins.append(twin)
+            with hub_db.transaction() as other:
+                other.add(Contact(id=twin, stage="lead", stage_changed_at=utcnow()))
+                other.flush()
+                other.add(
+                    Identity(
+                        id=uuid.uuid4(),
+                        contact_id=twin,
+                        kind="email",
+                        key=pii.email_index(str(body["email"])),
+                        created_at=utcnow(),
+                    )
+                )
+
+    twins: list[uuid.UUID] = []
+    event.listen(hub_db.engine, "before_cursor_execute", store_the_twin)
+    try:
+        jobs = [Job(s.LeadCreate.model_validate(body), _entry(), None)]
+        (outcome,) = capture_jobs(hub_db, pii, settings.secrets["audit_key"], jobs)
+    finally:
+        event.remove(hub_db.engine, "before_cursor_execute", store_the_twin)
+    assert isinstance(outcome, s.LeadResult), outcome
+    assert (outcome.contact_id, outcome.steps.deduplication.outcome) == (twin, "updated")
+    with hub_db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Lead)) == 1
+        assert session.scalar(select(func.count()).select_from(AuditEntry)) == 1

@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 
 from revhub.contacts.pii import Pii
 from revhub.core.audit import service as audit
@@ -54,11 +55,28 @@ class Job:
 
 def capture_jobs(db: Database, pii: Pii, audit_key: bytes, jobs: list[Job]) -> list[Outcome]:
     """The six steps for each job, in one transaction with each stored lead's audit entry;
-    a refused lead's place holds its 422."""
+    a refused lead's place holds its 422. If a twin request stored the same person between
+    the batch's look-ups and its writes (a unique key refused), the transaction runs again
+    once: it holds nothing else, so no savepoint is needed (on PostgreSQL two round trips
+    of every batch, most of which are a lead or a few)."""
+    for attempt in (1, 2):
+        try:
+            return _capture_once(db, pii, audit_key, jobs)
+        except IntegrityError:
+            if attempt == 2:
+                raise service.twin_conflict() from None
+    raise AssertionError("unreachable")
+
+
+def _capture_once(db: Database, pii: Pii, audit_key: bytes, jobs: list[Job]) -> list[Outcome]:
     wanted = [("body", job.lead_in) for job in jobs]
     with db.transaction() as session:
         outcomes = service.capture_batch(
-            session, pii, wanted, correlations=[job.correlation_id for job in jobs]
+            session,
+            pii,
+            wanted,
+            correlations=[job.correlation_id for job in jobs],
+            owns_transaction=True,
         )
         entries = [
             replace(job.audit, resource_id=str(outcome.lead_id))

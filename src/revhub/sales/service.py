@@ -113,34 +113,40 @@ def capture_batch(
     now: datetime | None = None,
     model: qualification.ActiveModel | None = None,
     correlations: Sequence[str | None] | None = None,
+    owns_transaction: bool = False,
 ) -> list[s.LeadResult | InvalidInput]:
     """The six steps for each ``(field prefix, lead)``, in order; a refused lead's place
     holds its 422. ``correlations``: the correlation id each lead's events carry (leads of
     several requests captured together), instead of the caller's.
 
-    On PostgreSQL it runs in a savepoint, and again once if a twin request stored the same
-    person between this batch's look-ups and its writes (a unique key refused). SQLite has
-    one writer at a time, whose transaction holds the database from its first look-up: no
-    twin can come between, so there is nothing to run again, and the savepoint's two
-    statements are left out of every batch (a single lead is a batch of some twenty)."""
+    A twin request may store the same person between this batch's look-ups and its writes
+    (a unique key refuses them): on PostgreSQL the batch runs in a savepoint, and again
+    once. SQLite has one writer at a time, whose transaction holds the database from its
+    first look-up: no twin can come between, so there is nothing to run again, and the
+    savepoint's two statements are left out of every batch (a single lead is a batch of
+    some twenty). A caller whose transaction holds nothing but this batch
+    (``owns_transaction``: the capture process) runs its transaction again itself, and
+    gets the ``IntegrityError`` as it is."""
     model = model or qualification.active_model(session)
     run = partial(_capture, session, pii, wanted, now=now, model=model, correlations=correlations)
+    if owns_transaction:
+        return run()
     if session.get_bind().dialect.name == "sqlite":
         try:
             return run()
         except IntegrityError:
-            raise _twin_conflict() from None
+            raise twin_conflict() from None
     for attempt in (1, 2):
         try:
             with session.begin_nested():
                 return run()
         except IntegrityError:
             if attempt == 2:
-                raise _twin_conflict() from None
+                raise twin_conflict() from None
     raise AssertionError("unreachable")
 
 
-def _twin_conflict() -> Conflict:
+def twin_conflict() -> Conflict:
     return Conflict("Another request stored the same people at the same moment; send it again.")
 
 
