@@ -122,13 +122,21 @@ def test_embedded_serve_runs_the_worker_and_sends_webhooks(
             server.url + "/api/v1/keys", headers=admin, json={"name": "zapier", "role": "marketing"}
         )
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not received:
+        while time.monotonic() < deadline and not _names_zapier(received):
             time.sleep(0.1)
-        assert [r["type"] for r in received] == ["api_key.created"]
-        assert '"name":"zapier"' in received[0]["body"]
+        assert len(_names_zapier(received)) == 1
+        # The CLI's own key is announced too: if the worker (not woken by another process's
+        # commit, see QUIET_WAIT_SECONDS) handles that event after the subscription exists,
+        # it is delivered as well.
+        assert {r["type"] for r in received} == {"api_key.created"}
+        assert len(received) <= 2
     finally:
         hook.shutdown()
         hook.server_close()
+
+
+def _names_zapier(received: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [r for r in received if '"name":"zapier"' in r["body"]]
 
 
 def test_a_burst_of_concurrent_requests_does_not_jam_the_embedded_hub(
