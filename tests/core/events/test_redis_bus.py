@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import event
 
 from revhub.core.db import Database
 from revhub.core.events.bus import RedisBus
-from revhub.core.events.consumers import Consumer
+from revhub.core.events.consumers import Consumer, ConsumerRegistry
 from revhub.core.events.envelope import TOPICS
+from revhub.core.events.worker import Worker
+from revhub.migrations import upgrade
 from tests.eventing import FAST, applied, publish_leads
 
 
@@ -93,6 +97,44 @@ def test_relays_side_by_side_send_each_event_once_and_lose_none(
     sent = redis_bus.redis.xrange(redis_bus.stream_key("lead-capture"))
     seqs = [int(fields["seq"]) for _, fields in sent]
     assert len(seqs) == len(set(seqs)) == 6
+
+
+def test_the_relay_renews_its_lease_when_half_of_it_has_run_not_before_every_batch(
+    scratch_database_url: str, redis_bus: RedisBus, redis_url: str
+) -> None:
+    """Events committed one after another are relayed in batches of their own by a real
+    worker; the lease is taken once (a renewal is a transaction and a flush to disk), and
+    every event still reaches its stream. (A database of its own: the worker's threads
+    commit.)"""
+    upgrade(scratch_database_url)
+    db = Database.from_url(scratch_database_url)
+    bus = RedisBus(db, redis_url, topics=TOPICS, prefix=redis_bus.prefix.removesuffix("stream:"))
+    renewals: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if statement.startswith("UPDATE lease"):
+            renewals.append(statement)
+
+    worker = Worker(db, bus, ConsumerRegistry(), policy_for=lambda _name: FAST)
+    stop = threading.Event()
+    stream = bus.stream_key("lead-capture")
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        worker.start(stop)
+        for _ in range(5):
+            publish_leads(db, 2)
+            time.sleep(0.1)
+        deadline = time.monotonic() + 10
+        while bus.redis.xlen(stream) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        taken = len(renewals)
+    finally:
+        stop.set()
+        worker.join(10)
+        event.remove(db.engine, "before_cursor_execute", note)
+        db.engine.dispose()
+    assert bus.redis.xlen(stream) == 10
+    assert taken == 1
 
 
 def _autoclaims(bus: RedisBus) -> int:
