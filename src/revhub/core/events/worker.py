@@ -33,8 +33,9 @@ RELAY_LEASE_TTL = timedelta(seconds=10)
 """How long the relay's lease lasts. The relay renews it once half of it has run, not
 before every batch: each renewal is a transaction, and on PostgreSQL a flush to disk, and
 at 200 leads/s renewing before every batch was some two fifths of the relay's time waiting
-for the database. A batch (one look-up, one Redis pipeline, one update) starts with at
-least half the lease left, so it cannot outlive it."""
+for the database. A batch (one look-up, one Redis pipeline, one update: milliseconds)
+starts with at least half the lease left; to outlive it, it would have to hang for five
+seconds, where before it had ten."""
 IDLE_WAIT_SECONDS = 0.05
 """The relay's pause when nothing was waiting; and a consumer's after a poll that found
 events without filling a batch: under a steady trickle (single leads, each publishing a
