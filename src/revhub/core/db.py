@@ -446,7 +446,7 @@ def write_held(session: Session) -> None:
     for (model, _key), change in held.updates.items():
         updates.setdefault(model, []).append(change)
     small = all(len(rows) <= PIPELINED_ROWS for _, rows in inserts)
-    with pipelined(session.connection(), small):
+    with _pipelined(session.connection(), small):
         for model, rows in inserts:
             complete = [row if isinstance(row, dict) else _complete(row) for row in rows]
             insert_rows(session, model, complete)
@@ -466,7 +466,7 @@ rows cost the server a fraction of an INSERT's (a bulk batch's thousands)."""
 
 
 @contextmanager
-def pipelined(connection: Connection, wanted: bool = True) -> Iterator[None]:
+def _pipelined(connection: Connection, wanted: bool = True) -> Iterator[None]:
     """On PostgreSQL (if ``wanted``), the statements :func:`insert_rows` and
     :func:`update_rows` send inside the block go in one pipeline, their outcomes read
     when it ends; a refusal is raised there, as SQLAlchemy's error. Nothing inside may
@@ -583,7 +583,7 @@ def _send(
     column's type). A refusal is raised as SQLAlchemy's error (an ``IntegrityError`` for a
     unique key), as a statement's would be, so callers' retries still see it; statement
     listeners hear of it before and after, as of any statement. The cursor is not closed:
-    inside :func:`pipelined` its results come later, and a client-side cursor holds
+    inside :func:`_pipelined` its results come later, and a client-side cursor holds
     nothing on the server."""
     dbapi = connection.dialect.loaded_dbapi
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]

@@ -21,11 +21,11 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 from dataclasses import dataclass, replace
+from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 import structlog
-from sqlalchemy.exc import IntegrityError
 
 from revhub.contacts.pii import Pii
 from revhub.core.audit import service as audit
@@ -59,13 +59,7 @@ def capture_jobs(db: Database, pii: Pii, audit_key: bytes, jobs: list[Job]) -> l
     the batch's look-ups and its writes (a unique key refused), the transaction runs again
     once: it holds nothing else, so no savepoint is needed (on PostgreSQL two round trips
     of every batch, most of which are a lead or a few)."""
-    for attempt in (1, 2):
-        try:
-            return _capture_once(db, pii, audit_key, jobs)
-        except IntegrityError:
-            if attempt == 2:
-                raise service.twin_conflict() from None
-    raise AssertionError("unreachable")
+    return service.despite_twins(partial(_capture_once, db, pii, audit_key, jobs))
 
 
 def _capture_once(db: Database, pii: Pii, audit_key: bytes, jobs: list[Job]) -> list[Outcome]:

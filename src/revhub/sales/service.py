@@ -23,12 +23,12 @@ runs again once inside its savepoint and finds them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -48,6 +48,8 @@ from revhub.sales import schemas as s
 from revhub.sales.intake import COLLEAGUES_COMPARED, Checked, Intake
 from revhub.sales.models import Campaign, DuplicateReview, Lead, LeadCapture
 from revhub.sales.scoring import Activity
+
+T = TypeVar("T")
 
 TOPIC = "lead-capture"
 WEEKLY_MARKETING_CAP = 3
@@ -132,22 +134,29 @@ def capture_batch(
     if owns_transaction:
         return run()
     if session.get_bind().dialect.name == "sqlite":
-        try:
+        return despite_twins(run, tries=1)
+
+    def in_savepoint() -> list[s.LeadResult | InvalidInput]:
+        with session.begin_nested():
             return run()
-        except IntegrityError:
-            raise twin_conflict() from None
-    for attempt in (1, 2):
+
+    return despite_twins(in_savepoint)
+
+
+def despite_twins(attempt: Callable[[], T], *, tries: int = 2) -> T:
+    """``attempt()``, run again (up to ``tries`` in all) while a unique key refuses it: a
+    twin request stored the same person between its look-ups and its writes, and the next
+    run finds that person. ``attempt`` must undo its own writes when refused (a savepoint,
+    or a transaction of its own). Refused every time: a 409, send it again."""
+    for left in range(tries, 0, -1):
         try:
-            with session.begin_nested():
-                return run()
+            return attempt()
         except IntegrityError:
-            if attempt == 2:
-                raise twin_conflict() from None
+            if left == 1:
+                raise Conflict(
+                    "Another request stored the same people at the same moment; send it again."
+                ) from None
     raise AssertionError("unreachable")
-
-
-def twin_conflict() -> Conflict:
-    return Conflict("Another request stored the same people at the same moment; send it again.")
 
 
 def _capture(
