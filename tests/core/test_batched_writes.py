@@ -19,6 +19,7 @@ from revhub.core.db import (
     PIPELINED_ROWS,
     add_later,
     add_row_later,
+    after_held_rows,
     batched_writes,
     insert_rows,
     set_later,
@@ -26,6 +27,8 @@ from revhub.core.db import (
     utcnow,
     write_held,
 )
+from revhub.core.events import outbox
+from revhub.core.events.models import OutboxEvent
 from revhub.sales.models import LeadScore, Touchpoint
 
 
@@ -337,3 +340,59 @@ def test_on_postgresql_a_small_batch_is_written_in_one_pipeline(session: Session
     assert len(_changes(session, contact)) == PIPELINED_ROWS + 2
     stored = session.get(Contact, contact.id)
     assert stored is not None and stored.company == "Copied"
+
+
+def test_writes_after_the_held_rows_come_last_and_only_if_the_batch_ends_well(
+    session: Session,
+) -> None:
+    contact = _person(session)
+    done: list[int] = []
+    assert after_held_rows(session, lambda: done.append(0)) is False  # outside: write now
+    with _statements(session) as seen, batched_writes(session):
+        add_later(session, _change(contact, "mql"))
+        assert after_held_rows(session, lambda: done.append(len(seen)))
+        assert done == []
+    assert done == [len(seen)] and "INSERT INTO stage_change" in seen  # after the rows
+
+    def failing_batch() -> None:
+        with batched_writes(session):
+            after_held_rows(session, lambda: done.append(-1))
+            raise RuntimeError("the batch failed")
+
+    with pytest.raises(RuntimeError):
+        failing_batch()
+    assert done == [len(seen)]
+
+
+def test_events_of_a_batch_go_with_its_rows_behind_the_publishers_lock(session: Session) -> None:
+    """On PostgreSQL the lock and the events' INSERT are sent in the batch's pipeline, as an
+    executemany however many events there are (a pipeline cannot carry a COPY); the events
+    are stored in publishing order on both backends."""
+    contact = _person(session)
+    seen: list[tuple[str, bool]] = []
+    postgres = session.get_bind().dialect.name == "postgresql"
+    count = PIPELINED_ROWS + 1
+
+    def note(_conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:
+        piped = postgres and bool(cursor.connection.pgconn.pipeline_status)
+        seen.append((statement.split(" (")[0], piped))
+
+    event.listen(session.get_bind(), "before_cursor_execute", note)
+    try:
+        with batched_writes(session), outbox.held_until_done(session):
+            add_later(session, _change(contact, "mql"))
+            for n in range(count):
+                outbox.publish(
+                    session, topic="lead-capture", event_type="lead.processed",
+                    tenant_id="t", payload={"n": n},
+                )  # fmt: skip
+    finally:
+        event.remove(session.get_bind(), "before_cursor_execute", note)
+    expected = [("INSERT INTO stage_change", postgres)]
+    if postgres:
+        expected.append(("SELECT pg_advisory_xact_lock(%s)", True))
+    assert seen == [*expected, ("INSERT INTO outbox_event", postgres)]
+    stored = session.scalars(
+        select(OutboxEvent.payload).order_by(OutboxEvent.seq.desc()).limit(count)
+    ).all()
+    assert [p["n"] for p in reversed(stored)] == list(range(count))

@@ -28,7 +28,7 @@ from revhub.migrations import upgrade
 from revhub.sales.capture_process import STOPPED, CaptureProcess, CaptureUnavailable, portable
 from revhub.sales.models import Lead
 from tests.factories import ApiKeyFactory
-from tests.sales.factories import created, lead_at, problem, unique
+from tests.sales.factories import created, lead_at, problem, rep, territory, unique
 
 URL = "/api/v1/integrations/sales/leads"
 
@@ -82,6 +82,33 @@ def test_leads_are_captured_by_a_child_process_each_with_its_answer(
         audited = set(session.scalars(select(AuditEntry.resource_id)))
         assert {r["lead_id"] for r in results} <= audited
         assert audit.verify(session, key=settings.secrets["audit_key"]).ok
+
+
+def test_the_child_sees_the_team_as_the_api_process_changes_it(
+    served: tuple[TestClient, Database, dict[str, str], Settings],
+) -> None:
+    """The child keeps the team between batches (``core.reference``); a rep deactivated and
+    a territory added through the API decide the child's next assignments."""
+    client, _db, headers, _settings = served
+    sweden = territory(client, headers, name=unique("Sweden "), countries=["SE"])
+    first, second = (rep(client, headers, sweden["id"]) for _ in range(2))
+
+    def owner() -> str:
+        body = lead_at(f"{unique('se')}.example", country="SE")
+        rep_id: str = created(client.post(URL, json=body, headers=headers))["steps"]["assignment"][
+            "rep_id"
+        ]
+        return rep_id
+
+    assert owner() == first["id"]
+    change = client.patch(
+        f"/api/v1/integrations/sales/reps/{first['id']}", json={"active": False}, headers=headers
+    )
+    assert change.status_code == 200, change.text
+    assert owner() == second["id"]  # a stale team would say the first: tied, and older
+    north = territory(client, headers, name=unique("North "), countries=["SE"], priority=0)
+    third = rep(client, headers, north["id"])
+    assert owner() == third["id"]
 
 
 def test_a_refused_lead_is_a_422_naming_its_field_and_leaves_nothing(

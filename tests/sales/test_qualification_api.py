@@ -192,7 +192,7 @@ def test_each_new_version_of_the_model_takes_effect(
     assert stage_of(client, sales, lead["contact_id"]) == "mql"
 
 
-def test_a_stored_model_is_read_once_per_version(
+def test_a_stored_model_is_kept_until_a_new_version_is_stored(
     client: TestClient, sales: dict[str, str], db: Database
 ) -> None:
     document = client.get(f"{SALES}/scoring-model", headers=sales).json()
@@ -209,8 +209,19 @@ def test_a_stored_model_is_read_once_per_version(
         capture(client, sales, email="ada@navy.example")
     finally:
         event.remove(db.engine, "before_cursor_execute", seen)
-    read_model = [s for s in statements if "FROM scoring_model" in s]
-    assert read_model and not [s for s in read_model if "scoring_model.document" in s]
+    assert any("FROM reference_version" in s for s in statements)
+    assert not [s for s in statements if "FROM scoring_model" in s]
+    document["mql"]["web_sessions"] = 3
+    client.put(f"{SALES}/scoring-model", json=document, headers=sales)
+    statements.clear()
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        grace = capture(client, sales, email="grace@navy.example")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert [s for s in statements if "scoring_model.document" in s]
+    score = client.get(f"{SALES}/scores/{grace['contact_id']}", headers=sales).json()["score"]
+    assert score["model_version"] == 2
 
 
 def test_a_broken_scoring_model_is_refused(client: TestClient, sales: dict[str, str]) -> None:

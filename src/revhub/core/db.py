@@ -351,6 +351,8 @@ class _Held:
     inserts: dict[type[Any], list[Any]] = field(default_factory=dict)
     updates: dict[tuple[type[Any], tuple[Any, ...]], dict[str, Any]] = field(default_factory=dict)
     """Per row (model, primary key): its key and the values set on it, the last one winning."""
+    then: list[Callable[[], object]] = field(default_factory=list)
+    """Writes made after the held rows (:func:`after_held_rows`)."""
 
 
 @contextmanager
@@ -427,6 +429,18 @@ def set_later(session: Session, row: Any, values: dict[str, Any]) -> None:
     held.updates.setdefault((mapper.class_, tuple(key.values())), key).update(values)
 
 
+def after_held_rows(session: Session, write: Callable[[], object]) -> bool:
+    """Inside :func:`batched_writes`, ``write()`` is called when the held rows are written,
+    after them: on PostgreSQL in the same pipeline, so it must read no result (it writes
+    with :func:`insert_rows`, :func:`update_rows` and :func:`send_unread`). Outside, False:
+    the caller writes at once."""
+    held: _Held | None = session.info.get(HELD_ROWS)
+    if held is None:
+        return False
+    held.then.append(write)
+    return True
+
+
 def write_held(session: Session) -> None:
     """Flush the session, then write what :func:`add_later` and :func:`set_later` hold: the
     inserts table by table in foreign-key order (a person before their lead and history),
@@ -446,36 +460,40 @@ def write_held(session: Session) -> None:
     for (model, _key), change in held.updates.items():
         updates.setdefault(model, []).append(change)
     small = all(len(rows) <= PIPELINED_ROWS for _, rows in inserts)
-    with _pipelined(session.connection(), small):
+    with pipelined(session.connection(), small):
         for model, rows in inserts:
             complete = [row if isinstance(row, dict) else _complete(row) for row in rows]
             insert_rows(session, model, complete)
         for model, changes in updates.items():
             update_rows(session, model, changes)
+        for write in held.then:
+            write()
     for row in (row for _, rows in inserts for row in rows if not isinstance(row, dict)):
         make_transient_to_detached(row)
         session.add(row)
     held.inserts.clear()
     held.updates.clear()
+    held.then.clear()
 
 
 PIPELINED_ROWS = 100
 """PostgreSQL: a table's rows up to this many are sent as an executemany of INSERTs (which
 a pipeline can carry); more go by ``COPY``, whose fixed cost is a round trip more but whose
-rows cost the server a fraction of an INSERT's (a bulk batch's thousands)."""
+rows cost the server a fraction of an INSERT's (a bulk batch's thousands), unless a
+pipeline is open already (a small batch's events, written after its rows)."""
 
 
 @contextmanager
-def _pipelined(connection: Connection, wanted: bool = True) -> Iterator[None]:
+def pipelined(connection: Connection, wanted: bool = True) -> Iterator[None]:
     """On PostgreSQL (if ``wanted``), the statements :func:`insert_rows` and
     :func:`update_rows` send inside the block go in one pipeline, their outcomes read
     when it ends; a refusal is raised there, as SQLAlchemy's error. Nothing inside may
     read a result. Elsewhere, and nested, it does nothing."""
-    driver = connection.connection.driver_connection
-    if not wanted or connection.dialect.name != "postgresql" or _in_pipeline(driver):
+    if not wanted or connection.dialect.name != "postgresql" or _in_pipeline(connection):
         yield
         return
     dbapi = connection.dialect.loaded_dbapi
+    driver = connection.connection.driver_connection
     try:
         with driver.pipeline():  # type: ignore[union-attr]
             yield
@@ -483,8 +501,11 @@ def _pipelined(connection: Connection, wanted: bool = True) -> Iterator[None]:
         raise DBAPIError.instance(None, None, exc, dbapi.Error) from exc
 
 
-def _in_pipeline(driver: Any) -> bool:
-    return bool(driver.pgconn.pipeline_status)
+def _in_pipeline(connection: Connection) -> bool:
+    """A pipeline is open on ``connection``'s driver connection (PostgreSQL): it cannot
+    carry a COPY."""
+    driver = connection.connection.driver_connection
+    return bool(driver.pgconn.pipeline_status)  # type: ignore[union-attr]
 
 
 _table_orders: dict[int, dict[Table, int]] = {}
@@ -537,10 +558,20 @@ def insert_rows(session: Session, model: type[Any], rows: list[dict[str, Any]]) 
     for plan, values in _planned(connection, model, rows, "insert"):
         if connection.dialect.name != "postgresql":
             connection.exec_driver_sql(plan.statement, values)
-        elif len(values) > PIPELINED_ROWS:
+        elif len(values) > PIPELINED_ROWS and not _in_pipeline(connection):
             _send(connection, plan.copy, values, copy=True)
         else:
             _send(connection, plan.statement, values)
+
+
+def send_unread(session: Session, statement: str, values: tuple[Any, ...]) -> None:
+    """``statement`` (the driver's paramstyle) with ``values``, its result not read: inside
+    :func:`pipelined` on PostgreSQL it waits for nothing (a lock taken on the way)."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        _send(connection, statement, [values])
+    else:
+        connection.exec_driver_sql(statement, values)
 
 
 def update_rows(session: Session, model: type[Any], changes: list[dict[str, Any]]) -> None:
@@ -583,7 +614,7 @@ def _send(
     column's type). A refusal is raised as SQLAlchemy's error (an ``IntegrityError`` for a
     unique key), as a statement's would be, so callers' retries still see it; statement
     listeners hear of it before and after, as of any statement. The cursor is not closed:
-    inside :func:`_pipelined` its results come later, and a client-side cursor holds
+    inside :func:`pipelined` its results come later, and a client-side cursor holds
     nothing on the server."""
     dbapi = connection.dialect.loaded_dbapi
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -727,6 +758,7 @@ def once_per_transaction(session: Session, name: str, load: Callable[[], T]) -> 
     for what a consumer applying hundreds of events in one transaction reads for each
     (the active webhook subscriptions, the active CRM connections), which cannot change
     under it."""
+    session.connection()  # begins the transaction, if none has begun
     transaction = session.get_transaction()
     held = session.info.get(name)
     if held is None or held[0] is not transaction:

@@ -24,6 +24,7 @@ def all_metadata() -> MetaData:
     from revhub.contacts import models as _contacts  # noqa: F401
     from revhub.core import idempotency as _idempotency  # noqa: F401
     from revhub.core import leases as _leases  # noqa: F401
+    from revhub.core import reference as _reference  # noqa: F401
     from revhub.core.audit import models as _audit  # noqa: F401
     from revhub.core.auth import models as _auth  # noqa: F401
     from revhub.core.db import Base

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
@@ -25,7 +26,8 @@ from sqlalchemy.orm import Session
 from revhub.contacts import service as contacts
 from revhub.contacts.models import Contact
 from revhub.contacts.stages import Stage
-from revhub.core.db import add_row_later, get_or_404, utcnow
+from revhub.core import reference
+from revhub.core.db import add_row_later, after_held_rows, get_or_404, utcnow
 from revhub.core.errors import Conflict, FieldError, InvalidInput
 from revhub.core.events import outbox
 from revhub.sales import qualification
@@ -95,9 +97,63 @@ class Criteria:
         return self.max_employees is None or (size is not None and size <= self.max_employees)
 
 
+@dataclass(frozen=True)
+class TeamTerritory:
+    """A territory as assignment reads it (kept per process, see :func:`team`)."""
+
+    id: uuid.UUID
+    name: str
+    criteria: Criteria
+
+
+@dataclass(frozen=True)
+class TeamRep:
+    """A rep as assignment reads it; how many leads they hold is read per batch."""
+
+    id: uuid.UUID
+    name: str
+    territory_id: uuid.UUID | None
+    capacity: int
+    active: bool
+
+
+@dataclass(frozen=True)
+class Team:
+    """Territories in priority order and every rep: what the rules above decide by."""
+
+    territories: tuple[TeamTerritory, ...]
+    reps: tuple[TeamRep, ...]
+
+
+def team(session: Session) -> Team:
+    """The team, as this process keeps it until a territory or a rep changes
+    (``revhub.core.reference``): every capture batch asks for it."""
+    return reference.kept(session, TEAM, _load_team)
+
+
+TEAM = "team"
+reference.watch(TEAM, Territory, SalesRep)
+
+
+def _load_team(session: Session) -> Team:
+    territories = tuple(
+        TeamTerritory(t.id, t.name, Criteria.of(t)) for t in session.scalars(_TERRITORIES)
+    )
+    reps = tuple(
+        TeamRep(r.id, r.name, r.territory_id, r.capacity, r.active) for r in session.scalars(_REPS)
+    )
+    return Team(territories, reps)
+
+
+_TERRITORIES = select(Territory).order_by(Territory.priority, Territory.name)
+_REPS = select(SalesRep).order_by(SalesRep.created_at, SalesRep.id)
+_COUNTS = select(SalesRep.id, SalesRep.assigned_count)
+"""Built once: every capture batch reads the team."""
+
+
 @dataclass
 class Roster:
-    """Territories in priority order and every rep, read once for a batch of assignments.
+    """The team and each rep's lead count, read once for a batch of assignments.
 
     Nothing is locked while the batch runs: the leads a batch gives each rep are counted
     here and added to the stored counts at the end in one atomic ``assigned_count + n``
@@ -107,46 +163,49 @@ class Roster:
     the leads those batches hold; the counts themselves stay exact, and the next batch
     evens it out."""
 
-    territories: list[Territory]
-    reps: dict[uuid.UUID, SalesRep]
+    team: Team
+    counts: dict[uuid.UUID, int]
     taken: dict[uuid.UUID, int] = field(default_factory=dict)
-    criteria: list[tuple[Territory, Criteria]] = field(init=False)
+    reps: dict[uuid.UUID, TeamRep] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.criteria = [(t, Criteria.of(t)) for t in self.territories]
+        self.reps = {r.id: r for r in self.team.reps}
 
-    def matching(self, facts: LeadFacts) -> list[Territory]:
-        return [t for t, criteria in self.criteria if criteria.hold(facts)]
+    def matching(self, facts: LeadFacts) -> list[TeamTerritory]:
+        return [t for t in self.team.territories if t.criteria.hold(facts)]
 
-    def territory(self, territory_id: uuid.UUID | None) -> Territory | None:
-        return next((t for t in self.territories if t.id == territory_id), None)
+    def territory(self, territory_id: uuid.UUID | None) -> TeamTerritory | None:
+        return next((t for t in self.team.territories if t.id == territory_id), None)
 
-    def next_rep(self, territory: Territory, *, exclude: uuid.UUID | None) -> SalesRep | None:
+    def next_rep(self, territory: TeamTerritory, *, exclude: uuid.UUID | None) -> TeamRep | None:
         """The active rep with the fewest leads per unit of capacity (ties: oldest rep)."""
         reps = [
             r
-            for r in self.reps.values()
+            for r in self.team.reps
             if r.territory_id == territory.id and r.active and r.capacity > 0 and r.id != exclude
         ]
         if not reps:
             return None
         return min(reps, key=lambda r: (self.count_of(r) + 1) / r.capacity)
 
-    def count_of(self, rep: SalesRep) -> int:
-        return rep.assigned_count + self.taken.get(rep.id, 0)
+    def count_of(self, rep: TeamRep) -> int:
+        return self.counts.get(rep.id, 0) + self.taken.get(rep.id, 0)
 
-    def take(self, rep: SalesRep) -> None:
+    def take(self, rep: TeamRep) -> None:
         self.taken[rep.id] = self.taken.get(rep.id, 0) + 1
 
     def settle(self, session: Session) -> None:
-        """Add this batch's assignments to the stored counts, one statement for every rep
-        (and let the reps read them back when next asked)."""
+        """Add this batch's assignments to the stored counts, one statement for every rep:
+        with the batch's held rows inside ``batched_writes`` (on PostgreSQL in their
+        pipeline), else at once."""
         if not self.taken:
             return
         more = [{"rep_id": rep_id, "more": count} for rep_id, count in self.taken.items()]
-        session.connection().execute(_ADD_ASSIGNED, more)
-        for rep_id in self.taken:
-            session.expire(self.reps[rep_id], ["assigned_count"])
+        write = partial(session.connection().execute, _ADD_ASSIGNED, more)
+        if not after_held_rows(session, write):
+            write()
+        for rep_id, count in self.taken.items():
+            self.counts[rep_id] = self.counts.get(rep_id, 0) + count
         self.taken.clear()
 
 
@@ -159,13 +218,8 @@ _ADD_ASSIGNED = (
 
 
 def roster(session: Session) -> Roster:
-    territories = session.scalars(_TERRITORIES)
-    return Roster(list(territories), {r.id: r for r in session.scalars(_REPS)})
-
-
-_TERRITORIES = select(Territory).order_by(Territory.priority, Territory.name)
-_REPS = select(SalesRep).order_by(SalesRep.created_at, SalesRep.id)
-"""Built once: every capture batch reads the team."""
+    counts = dict(session.connection().execute(_COUNTS).all())
+    return Roster(team(session), counts)
 
 
 @dataclass
@@ -174,8 +228,8 @@ class Assigned:
     queue)."""
 
     reason: str
-    rep: SalesRep | None
-    territory: Territory | None
+    rep: TeamRep | None
+    territory: TeamTerritory | None
 
 
 def assign(
@@ -206,7 +260,11 @@ def assign(
 
 
 def _record(
-    session: Session, lead: Lead, rep: SalesRep | None, territory: Territory | None, reason: str
+    session: Session,
+    lead: Lead,
+    rep: TeamRep | None,
+    territory: TeamTerritory | None,
+    reason: str,
 ) -> Assigned:
     """Set the lead's owner and keep the assignment as a plain row (written with the
     batch's other rows)."""

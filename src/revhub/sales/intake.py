@@ -23,9 +23,9 @@ from revhub.contacts import service as contacts
 from revhub.contacts.models import Account, Consent, Contact
 from revhub.contacts.pii import Pii
 from revhub.core.db import utcnow, write_held
-from revhub.sales import assignment, qualification, quality
+from revhub.sales import assignment, qualification, quality, touchpoints
 from revhub.sales import schemas as s
-from revhub.sales.models import Campaign, Lead, LeadCapture
+from revhub.sales.models import Lead, LeadCapture
 from revhub.sales.scoring import Activity
 
 COLLEAGUES_COMPARED = 200
@@ -42,7 +42,7 @@ class Checked:
     prefix: str
     lead_in: s.LeadCreate
     clean: quality.CleanLead
-    campaign: Campaign | None
+    campaign: touchpoints.CampaignRef | None
     at: datetime
     email_key: str
     visitor: str | None

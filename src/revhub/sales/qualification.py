@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from revhub.contacts import service as contacts
 from revhub.contacts.models import Account, Contact
 from revhub.contacts.stages import Stage
+from revhub.core import reference
 from revhub.core.db import add_row_later, set_row_later, unparsed, uuid_as_read
 from revhub.core.errors import NotFound
 from revhub.core.events import outbox
@@ -42,32 +43,23 @@ class ActiveModel:
     document: ScoringModelDocument
 
 
-_PARSED: dict[tuple[int, datetime], ScoringModelDocument] = {}
-"""Stored models already read, by version and the instant it was stored (a version number
-alone is not unique across databases): every capture batch asks for the model, and reading
-and validating its document was a fiftieth of a single lead's CPU."""
-
-
-_NEWEST = (
-    select(ScoringModel.version, ScoringModel.created_at)
-    .order_by(ScoringModel.version.desc())
-    .limit(1)
-)
-"""Built once, run as Core: every capture batch asks it."""
-
-
 def active_model(session: Session) -> ActiveModel:
-    """The newest stored model, or the shipped default (version 0) when none is stored."""
-    newest = session.connection().execute(_NEWEST).first()
+    """The newest stored model, or the shipped default (version 0) when none is stored; kept
+    by this process until a new version is stored (``revhub.core.reference``): every capture
+    batch asks for it, and reading and validating its document was a fiftieth of a single
+    lead's CPU."""
+    return reference.kept(session, SCORING_MODEL, _load_active_model)
+
+
+SCORING_MODEL = "scoring_model"
+reference.watch(SCORING_MODEL, ScoringModel)
+
+
+def _load_active_model(session: Session) -> ActiveModel:
+    newest = session.scalars(select(ScoringModel).order_by(ScoringModel.version.desc())).first()
     if newest is None:
         return ActiveModel(0, default_model())
-    key = (newest.version, newest.created_at)
-    if key not in _PARSED:
-        document = session.scalar(
-            select(ScoringModel.document).where(ScoringModel.version == newest.version)
-        )
-        _PARSED[key] = ScoringModelDocument.model_validate(document)
-    return ActiveModel(newest.version, _PARSED[key])
+    return ActiveModel(newest.version, ScoringModelDocument.model_validate(newest.document))
 
 
 def replace_model(

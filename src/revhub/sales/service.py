@@ -46,7 +46,7 @@ from revhub.core.schemas import item_errors
 from revhub.sales import assignment, merging, qualification, quality, touchpoints
 from revhub.sales import schemas as s
 from revhub.sales.intake import COLLEAGUES_COMPARED, Checked, Intake
-from revhub.sales.models import Campaign, DuplicateReview, Lead, LeadCapture
+from revhub.sales.models import DuplicateReview, Lead, LeadCapture
 from revhub.sales.scoring import Activity
 
 T = TypeVar("T")
@@ -184,7 +184,7 @@ def _capture(
                 continue
             with correlated(correlations[i]) if correlations else nullcontext():
                 results.append(_process(session, pii, intake, c, model))
-    intake.team.settle(session)
+        intake.team.settle(session)
     session.flush()
     return results
 
@@ -200,7 +200,7 @@ def _check(
     pii: Pii,
     prefix: str,
     lead_in: s.LeadCreate,
-    campaigns: dict[str, Campaign],
+    campaigns: dict[str, touchpoints.CampaignRef],
     now: datetime | None,
 ) -> Checked | InvalidInput:
     """Every check that can refuse a lead, before anything of it is written."""

@@ -22,6 +22,7 @@ from revhub.contacts import service as contacts
 from revhub.contacts.models import Account
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import Stage
+from revhub.core import reference
 from revhub.core.db import add_row_later, batched_writes, get_or_404, utcnow
 from revhub.core.errors import Conflict, FieldError, InvalidInput
 from revhub.core.events import outbox
@@ -35,25 +36,45 @@ from revhub.sales.qualification import Scorable
 TOPIC = "campaign-performance"
 
 
-def campaign_by_key(session: Session, key: str | None, *, field: str) -> Campaign | None:
+@dataclass(frozen=True)
+class CampaignRef:
+    """A campaign as captures and touchpoints name it."""
+
+    id: uuid.UUID
+    key: str
+    channel: str
+
+
+def campaign_by_key(session: Session, key: str | None, *, field: str) -> CampaignRef | None:
     """The campaign ``key`` names; a key that names none is a 422 on ``field``."""
     if key is None:
         return None
-    found = session.scalar(select(Campaign).where(Campaign.key == key))
+    found = campaigns_by_key(session, {key}).get(key)
     if found is None:
         raise InvalidInput([FieldError(field, f"no campaign with key {key!r}; create it first")])
     return found
 
 
-def campaigns_by_key(session: Session, keys: set[str]) -> dict[str, Campaign]:
-    """The campaigns among ``keys``, in one query (a key that names none is left out)."""
+def campaigns_by_key(session: Session, keys: set[str]) -> dict[str, CampaignRef]:
+    """The campaigns among ``keys`` (a key that names none is left out). Every capture and
+    touchpoint batch asks: this process keeps the campaigns it has read until one changes
+    (``revhub.core.reference``), and reads the keys it has not seen in one query."""
     if not keys:
         return {}
-    return {c.key: c for c in session.scalars(_CAMPAIGNS, {"keys": [*keys]})}
+    known: dict[str, CampaignRef] = reference.kept(session, CAMPAIGNS, lambda _session: {})
+    unseen = keys - known.keys()
+    if unseen:
+        for c in session.execute(_CAMPAIGNS, {"keys": [*unseen]}):
+            known[c.key] = CampaignRef(c.id, c.key, c.channel)
+    return {key: known[key] for key in keys if key in known}
 
 
-_CAMPAIGNS = select(Campaign).where(Campaign.key.in_(bindparam("keys", expanding=True)))
-"""Built once: every capture and touchpoint batch reads its campaigns."""
+CAMPAIGNS = "campaigns"
+reference.watch(CAMPAIGNS, Campaign)
+_CAMPAIGNS = select(Campaign.id, Campaign.key, Campaign.channel).where(
+    Campaign.key.in_(bindparam("keys", expanding=True))
+)
+"""Built once."""
 
 
 def create_campaign(session: Session, *, campaign_in: s.CampaignCreate) -> Campaign:
@@ -89,7 +110,7 @@ def record(
     session: Session,
     *,
     contact: Scorable,
-    campaign: Campaign | None,
+    campaign: CampaignRef | None,
     channel: str,
     kind: str,
     occurred_at: datetime,
@@ -118,7 +139,7 @@ class _Batch:
     """Look-ups shared by the items of one request, loaded up front in a few queries (and
     held here: the session's identity map is weak)."""
 
-    campaigns: dict[str, Campaign] = field(default_factory=dict)
+    campaigns: dict[str, CampaignRef] = field(default_factory=dict)
     by_email: dict[str, Scorable] = field(default_factory=dict)
     email_keys: dict[str, str] = field(default_factory=dict)
     """Each e-mail named, to its blind index (an HMAC: worked out once per spelling)."""

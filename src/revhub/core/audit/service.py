@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from revhub.core.audit.models import GENESIS_HASH, AuditEntry, AuditHead
 from revhub.core.audit.schemas import ChainProblem, ChainVerification
-from revhub.core.db import insert_rows
+from revhub.core.db import PIPELINED_ROWS, insert_rows, pipelined, update_rows
 
 OUTCOMES = ("success", "denied", "failed")
 
@@ -95,8 +95,9 @@ def record_many(session: Session, *, events: Sequence[AuditEvent], key: bytes) -
     is moved once for all of them (the UPDATE … RETURNING locks it on PostgreSQL until the
     transaction ends; SQLite has one writer anyway), the entries are sealed one after the
     other and written as plain rows. For a group of leads captured together, whose requests
-    each keep their own entry, that is three statements rather than three per request. The
-    head is never loaded as an object, so its updates skip the session sync."""
+    each keep their own entry, that is three statements rather than three per request, and
+    on PostgreSQL the last two go in one pipeline (two round trips). The head is never
+    loaded as an object, so its updates skip the session sync."""
     if not events:
         return []
     connection = session.connection()  # Core: no ORM bookkeeping for the head's row
@@ -107,8 +108,9 @@ def record_many(session: Session, *, events: Sequence[AuditEvent], key: bytes) -
         sealed.append(Sealed(seq, prev_hash, _seal(key, seq, prev_hash, _fields(event))))
         rows.append(asdict(sealed[-1]) | asdict(event))
         prev_hash = sealed[-1].hash
-    insert_rows(session, AuditEntry, rows)
-    connection.execute(_SEAL, {"last_hash": prev_hash})
+    with pipelined(connection, len(rows) <= PIPELINED_ROWS):  # more go by COPY
+        insert_rows(session, AuditEntry, rows)
+        update_rows(session, AuditHead, [{"id": 1, "last_hash": prev_hash}])
     return sealed
 
 
@@ -118,7 +120,6 @@ _ADVANCE = (
     .values(seq=AuditHead.seq + bindparam("count"))
     .returning(AuditHead.seq, AuditHead.last_hash)
 )
-_SEAL = update(AuditHead).where(AuditHead.id == 1).values(last_hash=bindparam("last_hash"))
 """Built once: every audited request moves the head."""
 
 
