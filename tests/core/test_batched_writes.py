@@ -19,12 +19,12 @@ from revhub.core.db import (
     PIPELINED_ROWS,
     add_later,
     add_row_later,
-    after_held_rows,
     batched_writes,
     insert_rows,
     set_later,
     set_row_later,
     utcnow,
+    with_held_rows,
     write_held,
 )
 from revhub.core.events import outbox
@@ -342,32 +342,36 @@ def test_on_postgresql_a_small_batch_is_written_in_one_pipeline(session: Session
     assert stored is not None and stored.company == "Copied"
 
 
-def test_writes_after_the_held_rows_come_last_and_only_if_the_batch_ends_well(
+def test_writes_with_the_held_rows_come_before_or_after_them_and_only_if_the_batch_ends_well(
     session: Session,
 ) -> None:
     contact = _person(session)
     done: list[int] = []
-    assert after_held_rows(session, lambda: done.append(0)) is False  # outside: write now
+    assert with_held_rows(session, lambda: done.append(0)) is False  # outside: write now
     with _statements(session) as seen, batched_writes(session):
         add_later(session, _change(contact, "mql"))
-        assert after_held_rows(session, lambda: done.append(len(seen)))
+        assert with_held_rows(session, lambda: done.append(len(seen)))
         assert done == []
     assert done == [len(seen)] and "INSERT INTO stage_change" in seen  # after the rows
+    with _statements(session) as seen, batched_writes(session):
+        add_later(session, _change(contact, "sql"))
+        with_held_rows(session, lambda: done.append(len(seen)), first=True)
+    assert done[-1] == 0 and "INSERT INTO stage_change" in seen  # before them
 
     def failing_batch() -> None:
         with batched_writes(session):
-            after_held_rows(session, lambda: done.append(-1))
+            with_held_rows(session, lambda: done.append(-1))
             raise RuntimeError("the batch failed")
 
     with pytest.raises(RuntimeError):
         failing_batch()
-    assert done == [len(seen)]
+    assert -1 not in done
 
 
 def test_events_of_a_batch_go_with_its_rows_behind_the_publishers_lock(session: Session) -> None:
-    """On PostgreSQL the lock and the events' INSERT are sent in the batch's pipeline, as an
-    executemany however many events there are (a pipeline cannot carry a COPY); the events
-    are stored in publishing order on both backends."""
+    """On PostgreSQL the publishers' lock goes first in the batch's pipeline and the events'
+    INSERT last, as an executemany however many events there are (a pipeline cannot carry a
+    COPY); the events are stored in publishing order on both backends."""
     contact = _person(session)
     seen: list[tuple[str, bool]] = []
     postgres = session.get_bind().dialect.name == "postgresql"
@@ -388,10 +392,12 @@ def test_events_of_a_batch_go_with_its_rows_behind_the_publishers_lock(session: 
                 )  # fmt: skip
     finally:
         event.remove(session.get_bind(), "before_cursor_execute", note)
-    expected = [("INSERT INTO stage_change", postgres)]
-    if postgres:
-        expected.append(("SELECT pg_advisory_xact_lock(%s)", True))
-    assert seen == [*expected, ("INSERT INTO outbox_event", postgres)]
+    lock = [("SELECT pg_advisory_xact_lock(%s)", True)] if postgres else []
+    assert seen == [
+        *lock,  # before any row: batches queue on it, not on each other's rows
+        ("INSERT INTO stage_change", postgres),
+        ("INSERT INTO outbox_event", postgres),
+    ]
     stored = session.scalars(
         select(OutboxEvent.payload).order_by(OutboxEvent.seq.desc()).limit(count)
     ).all()

@@ -351,8 +351,10 @@ class _Held:
     inserts: dict[type[Any], list[Any]] = field(default_factory=dict)
     updates: dict[tuple[type[Any], tuple[Any, ...]], dict[str, Any]] = field(default_factory=dict)
     """Per row (model, primary key): its key and the values set on it, the last one winning."""
+    first: list[Callable[[], object]] = field(default_factory=list)
+    """Statements sent before the held rows (:func:`with_held_rows`: a lock)."""
     then: list[Callable[[], object]] = field(default_factory=list)
-    """Writes made after the held rows (:func:`after_held_rows`)."""
+    """Writes made after the held rows (:func:`with_held_rows`)."""
 
 
 @contextmanager
@@ -429,15 +431,17 @@ def set_later(session: Session, row: Any, values: dict[str, Any]) -> None:
     held.updates.setdefault((mapper.class_, tuple(key.values())), key).update(values)
 
 
-def after_held_rows(session: Session, write: Callable[[], object]) -> bool:
-    """Inside :func:`batched_writes`, ``write()`` is called when the held rows are written,
-    after them: on PostgreSQL in the same pipeline, so it must read no result (it writes
-    with :func:`insert_rows`, :func:`update_rows` and :func:`send_unread`). Outside, False:
-    the caller writes at once."""
+def with_held_rows(session: Session, write: Callable[[], object], *, first: bool = False) -> bool:
+    """Inside :func:`batched_writes`, ``write()`` is called when the held rows are written:
+    after them, or before them with ``first`` (a lock that every writer of these rows takes
+    first, so that no two batches wait on each other's rows). On PostgreSQL it goes in the
+    same pipeline, so it must read no result: :func:`insert_rows`, :func:`update_rows`,
+    :func:`send_unread`, or a Core statement whose result is left unread (an error surfaces
+    at the pipeline's end). Outside, False: the caller writes at once."""
     held: _Held | None = session.info.get(HELD_ROWS)
     if held is None:
         return False
-    held.then.append(write)
+    (held.first if first else held.then).append(write)
     return True
 
 
@@ -461,6 +465,8 @@ def write_held(session: Session) -> None:
         updates.setdefault(model, []).append(change)
     small = all(len(rows) <= PIPELINED_ROWS for _, rows in inserts)
     with pipelined(session.connection(), small):
+        for write in held.first:
+            write()
         for model, rows in inserts:
             complete = [row if isinstance(row, dict) else _complete(row) for row in rows]
             insert_rows(session, model, complete)
@@ -473,6 +479,7 @@ def write_held(session: Session) -> None:
         session.add(row)
     held.inserts.clear()
     held.updates.clear()
+    held.first.clear()
     held.then.clear()
 
 

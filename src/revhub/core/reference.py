@@ -17,7 +17,9 @@ Changes are noticed where they are made: a flush that inserts, changes or delete
 object of a watched model (:func:`watch`), or an ORM ``insert``/``update``/``delete``
 statement on one, sets its kind's token. A change made outside the ORM (SQL typed into
 ``psql``, a data migration) must set the token too, to any new value, or processes keep
-the old value until the next change through the API or a restart. Kept values are shared
+the old value until the next change through the API or a restart. So do Core statements
+(``Connection.execute``, ``core.db``'s row writers): they are used only for columns no kept
+value holds (the reps' lead counts, read each batch). Kept values are shared
 by threads: they must be immutable (frozen dataclasses, tuples), or a mapping that only
 fills with what is read under its token (the campaigns, by key).
 """
@@ -59,6 +61,8 @@ def kept(session: Session, kind: str, load: Callable[[Session], T]) -> T:
     """``kind``'s value as of this transaction: the one this process kept if its token is
     still current, else ``load(session)``, kept for the next transaction. A kind with no
     token row (a database emptied by hand) is loaded every time."""
+    if _unflushed(session, kind):
+        return load(session)
     token = _tokens(session).get(kind)
     held = _KEPT.get(kind)
     if token is not None and held is not None and held[0] == token:
@@ -70,9 +74,19 @@ def kept(session: Session, kind: str, load: Callable[[Session], T]) -> T:
     return value
 
 
+def _unflushed(session: Session, kind: str) -> bool:
+    """The session holds changes of ``kind`` not yet flushed: the load would flush them and
+    read content no token stands for yet, so it is not kept."""
+    return any(
+        _WATCHED.get(type(row)) == kind
+        for rows in (session.new, session.dirty, session.deleted)
+        for row in rows
+    )
+
+
 def _tokens(session: Session) -> dict[str, str]:
     """Every kind's token, read once per transaction (a change the transaction makes
-    itself updates it, see :func:`_changed`)."""
+    itself updates it, see :func:`_renew`)."""
     connection = session.connection()  # begins the transaction, if none has begun
     transaction = session.get_transaction()
     held = session.info.get(_TOKENS)

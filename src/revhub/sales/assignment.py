@@ -27,7 +27,7 @@ from revhub.contacts import service as contacts
 from revhub.contacts.models import Contact
 from revhub.contacts.stages import Stage
 from revhub.core import reference
-from revhub.core.db import add_row_later, after_held_rows, get_or_404, utcnow
+from revhub.core.db import add_row_later, get_or_404, utcnow, with_held_rows
 from revhub.core.errors import Conflict, FieldError, InvalidInput
 from revhub.core.events import outbox
 from revhub.sales import qualification
@@ -195,14 +195,14 @@ class Roster:
         self.taken[rep.id] = self.taken.get(rep.id, 0) + 1
 
     def settle(self, session: Session) -> None:
-        """Add this batch's assignments to the stored counts, one statement for every rep:
-        with the batch's held rows inside ``batched_writes`` (on PostgreSQL in their
-        pipeline), else at once."""
+        """Add this batch's assignments to the stored counts, one statement for every rep
+        (in the order of their ids, as every batch locks them): with the batch's held rows
+        inside ``batched_writes`` (on PostgreSQL in their pipeline), else at once."""
         if not self.taken:
             return
-        more = [{"rep_id": rep_id, "more": count} for rep_id, count in self.taken.items()]
+        more = [{"rep_id": rep_id, "more": n} for rep_id, n in sorted(self.taken.items())]
         write = partial(session.connection().execute, _ADD_ASSIGNED, more)
-        if not after_held_rows(session, write):
+        if not with_held_rows(session, write):
             write()
         for rep_id, count in self.taken.items():
             self.counts[rep_id] = self.counts.get(rep_id, 0) + count

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from revhub.core.db import Database
@@ -167,3 +167,31 @@ def test_a_commit_that_published_wakes_the_consumers_waiting_for_news(db: Databa
     waiter.join(30.0)
     assert woke == [True]
     assert NEWS.generation == seen + 1
+
+
+def test_after_a_rolled_back_savepoint_the_publishers_lock_is_taken_again(
+    session: Session,
+) -> None:
+    """A savepoint's rollback releases the lock taken inside it (PostgreSQL): an event
+    published after it must queue for the lock again, or it could take a ``seq`` below one
+    a publisher commits first, and a relay that has moved past it would never send it."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: there is no publishers' lock")
+    locks: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if "pg_advisory_xact_lock" in statement:
+            locks.append(statement)
+
+    event.listen(session.get_bind(), "before_cursor_execute", note)
+    try:
+        savepoint = session.begin_nested()
+        publish(session, topic="lead-capture", event_type="a", tenant_id="t", payload={})
+        savepoint.rollback()
+        publish(session, topic="lead-capture", event_type="b", tenant_id="t", payload={})
+        session.flush()
+        publish(session, topic="lead-capture", event_type="c", tenant_id="t", payload={})
+        session.flush()
+    finally:
+        event.remove(session.get_bind(), "before_cursor_execute", note)
+    assert len(locks) == 2  # again after the rollback, not again for "c"

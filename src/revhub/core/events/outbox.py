@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Row, Text, cast, event, func, select
 from sqlalchemy.orm import Session
 
-from revhub.core.db import after_held_rows, insert_rows, send_unread, utcnow
+from revhub.core.db import insert_rows, send_unread, utcnow, with_held_rows
 from revhub.core.errors import FieldError, InvalidInput
 from revhub.core.events.envelope import TOPICS, Event, EventMetadata, current_correlation_id
 from revhub.core.events.models import OutboxEvent
@@ -71,6 +71,14 @@ def _forget(session: Session) -> None:
     session.info.pop(PUBLISHED, None)
 
 
+@event.listens_for(Session, "after_soft_rollback")
+def _unlocked(session: Session, _previous: Any) -> None:
+    """A rolled-back savepoint releases the publishers' lock if it was taken inside it (and
+    in a pipeline that failed, it may never have run): take it again before the next
+    INSERT. Taking it twice in one transaction is harmless."""
+    session.info.pop(LOCKED_BY, None)
+
+
 def publish(
     session: Session,
     *,
@@ -119,8 +127,10 @@ def held_until_done(session: Session) -> Iterator[None]:
     an ``INSERT … RETURNING seq`` of its own. Events published earlier in the transaction
     are flushed first, so ``seq`` still follows publishing order, and on PostgreSQL the
     publishers' lock is taken only for the INSERT at the end, not for the whole batch.
-    Inside ``batched_writes`` the lock and the INSERT go with the batch's held rows (on
-    PostgreSQL in their pipeline: a capture batch's two round trips fewer)."""
+    Inside ``batched_writes`` the lock goes before the batch's held rows and the INSERT after
+    them (on PostgreSQL in their pipeline: a capture batch's two round trips fewer): the lock
+    still comes before any row the batch writes, as it did when it was taken here, so
+    batches and other publishers queue on it rather than on each other's rows."""
     if session.info.get(HELD) is not None:
         yield
         return
@@ -131,13 +141,13 @@ def held_until_done(session: Session) -> Iterator[None]:
         yield
     finally:
         del session.info[HELD]
-    if held and not after_held_rows(session, partial(_insert_held, session, held)):
-        _insert_held(session, held)
-
-
-def _insert_held(session: Session, held: list[dict[str, Any]]) -> None:
-    _line_up(session)
-    insert_rows(session, OutboxEvent, held)
+    if not held:
+        return
+    if with_held_rows(session, partial(_line_up, session), first=True):
+        with_held_rows(session, partial(insert_rows, session, OutboxEvent, held))
+    else:
+        _line_up(session)
+        insert_rows(session, OutboxEvent, held)
 
 
 def _line_up(session: Session) -> None:
