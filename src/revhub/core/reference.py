@@ -34,7 +34,7 @@ from sqlalchemy import String, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column
 
-from revhub.core.db import Base
+from revhub.core.db import Base, once_per_transaction
 
 T = TypeVar("T")
 
@@ -77,24 +77,26 @@ def kept(session: Session, kind: str, load: Callable[[Session], T]) -> T:
 def _unflushed(session: Session, kind: str) -> bool:
     """The session holds changes of ``kind`` not yet flushed: the load would flush them and
     read content no token stands for yet, so it is not kept."""
-    return any(
-        _WATCHED.get(type(row)) == kind
+    return kind in _pending_kinds(session)
+
+
+def _pending_kinds(session: Session) -> set[str]:
+    """The kinds of the watched objects the session has added, changed or deleted (until a
+    flush has written them)."""
+    return {
+        _WATCHED[type(row)]
         for rows in (session.new, session.dirty, session.deleted)
         for row in rows
-    )
+        if type(row) in _WATCHED
+    }
 
 
 def _tokens(session: Session) -> dict[str, str]:
-    """Every kind's token, read once per transaction (a change the transaction makes
-    itself updates it, see :func:`_renew`)."""
-    connection = session.connection()  # begins the transaction, if none has begun
-    transaction = session.get_transaction()
-    held = session.info.get(_TOKENS)
-    if held is None or held[0] is not transaction:
-        held = (transaction, dict(connection.execute(_ALL_TOKENS).all()))
-        session.info[_TOKENS] = held
-    tokens: dict[str, str] = held[1]
-    return tokens
+    """Every kind's token, read once per transaction (read again after the transaction
+    renews one, see :func:`_renew`)."""
+    return once_per_transaction(
+        session, _TOKENS, lambda: dict(session.connection().execute(_ALL_TOKENS).all())
+    )
 
 
 _ALL_TOKENS = select(ReferenceVersion.kind, ReferenceVersion.token)
@@ -103,15 +105,7 @@ _ALL_TOKENS = select(ReferenceVersion.kind, ReferenceVersion.token)
 @event.listens_for(Session, "after_flush")
 def _changed(session: Session, _context: Any) -> None:
     """A flush that wrote objects of watched models: new tokens for their kinds."""
-    _renew(
-        session,
-        {
-            _WATCHED[type(row)]
-            for rows in (session.new, session.dirty, session.deleted)
-            for row in rows
-            if type(row) in _WATCHED
-        },
-    )
+    _renew(session, _pending_kinds(session))
 
 
 @event.listens_for(Session, "do_orm_execute")
@@ -131,15 +125,13 @@ def _renew(session: Session, kinds: set[str]) -> None:
         return
     connection = session.connection()
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    held = session.info.get(_TOKENS)
     for kind in sorted(kinds):
         token = uuid.uuid4().hex
         statement = dialect.insert(ReferenceVersion).values(kind=kind, token=token)
         connection.execute(
             statement.on_conflict_do_update(index_elements=["kind"], set_={"token": token})
         )
-        if held is not None and held[0] is session.get_transaction():
-            held[1][kind] = token
+    session.info.pop(_TOKENS, None)
 
 
 @event.listens_for(Session, "after_soft_rollback")
