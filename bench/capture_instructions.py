@@ -28,14 +28,13 @@ import re
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from common import CAMPAIGNS, REPO, LeadFactory, in_process_hub, seed_team, write_json
+from common import REPO, capture_bench, write_json
 
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "capture_instructions.json"
 WARM_UP = 10
@@ -44,34 +43,12 @@ console = Console() if sys.stdout.isatty() else Console(width=120)
 
 def capture(batches: int, size: int) -> None:
     """The measured work (``--inner``): warm-up, then ``batches`` batches of ``size``."""
-    from revhub.contacts.pii import pii_for
-    from revhub.core.audit import service as audit
-    from revhub.sales import schemas as s
-    from revhub.sales.capture_process import Job, capture_jobs
-
-    with in_process_hub("sqlite", postgres_url="", redis_url="") as (settings, db, client):
-        with client:
-            seed_team(client)
-        pii = pii_for(settings)
-        factory = LeadFactory(1, campaigns=[key for key, _, _ in CAMPAIGNS])
-
-        def jobs() -> list[Job]:
-            made = []
-            for _ in range(size):
-                body = factory.next()[1]
-                factory.confirm(body)
-                entry = audit.AuditEvent(
-                    occurred_at=datetime.now(UTC), actor="bench", action="lead.capture",
-                    resource_type="lead", outcome="success",
-                )  # fmt: skip
-                made.append(Job(s.LeadCreate.model_validate(body), entry, None))
-            return made
-
+    with capture_bench("sqlite", postgres_url="", redis_url="", size=size) as (run, jobs):
         for _ in range(WARM_UP):
-            capture_jobs(db, pii, b"k" * 32, jobs())
+            run(jobs())
         prepared = [jobs() for _ in range(batches)]
         for batch in prepared:
-            capture_jobs(db, pii, b"k" * 32, batch)
+            run(batch)
 
 
 def counted(batches: int, size: int, src: Path | None) -> int:

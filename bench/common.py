@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -67,6 +67,9 @@ class HubError(Exception):
     """The hub could not be started, seeded or stopped cleanly."""
 
 
+_METRICS_KEYS: dict[str, str] = {}
+
+
 @dataclass(frozen=True)
 class SalesHub:
     backend: str
@@ -77,6 +80,37 @@ class SalesHub:
     workdir: Path
     env: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     """The hub's environment (its secrets too): for ``revhub`` commands on the same hub."""
+
+    def scrape(self) -> dict[str, dict[str, float]]:
+        """The server's histograms (one API process's, with ``--api-processes`` > 1), as
+        ``{name or name{label=value,…}: {"count", "sum", "le=<bound>", …}}``: to say where
+        latency went."""
+        import httpx
+        from prometheus_client.parser import text_string_to_metric_families
+
+        if self.base_url not in _METRICS_KEYS:
+            out = revhub("keys", "create", "--name", "bench-metrics", "--role", "analyst",
+                         "--expires-in-days", "1", env=self.env, cwd=self.workdir)  # fmt: skip
+            match = KEY_PATTERN.search(out)
+            if match is None:
+                raise HubError(f"no API key in the output of `revhub keys create`:\n{out}")
+            _METRICS_KEYS[self.base_url] = match.group(0)
+        text = httpx.get(
+            f"{self.base_url}/metrics",
+            headers={"X-API-Key": _METRICS_KEYS[self.base_url]},
+            timeout=10,
+        ).text
+        found: dict[str, dict[str, float]] = {}
+        for family in text_string_to_metric_families(text):
+            if family.type != "histogram":
+                continue
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k != "le")
+                name = f"{family.name}{{{labels}}}" if labels else family.name
+                part = sample.name.removeprefix(family.name).lstrip("_")
+                part = f"le={sample.labels['le']}" if part == "bucket" else part
+                found.setdefault(name, {})[part] = sample.value
+        return found
 
 
 def log_tail(path: Path, lines: int = 20) -> str:
@@ -692,6 +726,44 @@ def seed_sales(hub: SalesHub, *, visitors: int = 0, seed: int = 7) -> Seeded:
     )
 
 
+@contextmanager
+def capture_bench(
+    backend: str, *, postgres_url: str, redis_url: str, size: int
+) -> Iterator[tuple[Callable[[list[Any]], Any], Callable[[], list[Any]]]]:
+    """The lead-capture child's work in this process, on a fresh hub (``in_process_hub``)
+    seeded with :func:`seed_team`: ``(capture, jobs)``. ``jobs()`` makes a batch of ``size``
+    new leads, each with its audit entry; ``capture(batch)`` runs
+    ``sales.capture_process.capture_jobs`` on it, one transaction."""
+    from revhub.contacts.pii import pii_for
+    from revhub.core.audit import service as audit
+    from revhub.sales import schemas as s
+    from revhub.sales.capture_process import Job, capture_jobs
+
+    with in_process_hub(backend, postgres_url=postgres_url, redis_url=redis_url) as (
+        settings,
+        db,
+        client,
+    ):
+        with client:
+            seed_team(client)
+        pii = pii_for(settings)
+        factory = LeadFactory(1, campaigns=[key for key, _, _ in CAMPAIGNS])
+
+        def jobs() -> list[Any]:
+            made = []
+            for _ in range(size):
+                body = factory.next()[1]
+                factory.confirm(body)
+                entry = audit.AuditEvent(
+                    occurred_at=datetime.now(UTC), actor="bench", action="lead.capture",
+                    resource_type="lead", outcome="success",
+                )  # fmt: skip
+                made.append(Job(s.LeadCreate.model_validate(body), entry, None))
+            return made
+
+        yield (lambda batch: capture_jobs(db, pii, b"k" * 32, batch)), jobs
+
+
 # --- CPU accounting (Linux /proc) ---------------------------------------------------------
 
 
@@ -854,7 +926,7 @@ def py_spy(pids: dict[str, int | None], out_dir: Path | None, label: str) -> Ite
             continue
         path = out_dir / f"{label}-{name}.txt"
         command = [str(exe), "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
-                   "--threads", "--output", str(path)]  # fmt: skip
+                   "--threads", "--subprocesses", "--output", str(path)]  # fmt: skip
         procs.append(
             subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         )

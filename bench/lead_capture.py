@@ -266,15 +266,73 @@ async def measure(hub: SalesHub, factory: LeadFactory, options: Options, run: in
         meter = CpuMeter(hub)
         spy_dir = options.py_spy if run == 1 else None
         pids = {"server": hub.server_pid, "worker": hub.worker_pid}
+        before = await asyncio.to_thread(hub.scrape)
         with py_spy(pids, spy_dir, f"lead_capture-{hub.backend}"):
             meter.start()
             samples = await load.offer(options.rate, options.duration)
             cpu = meter.stop()
         result = summarize(run, samples, cpu)
+        after = await asyncio.to_thread(hub.scrape)
+        result["batches"] = capture_batches(before, after)
+        result["gc_pauses"] = gc_pauses(before, after)
         result["error_examples"] = load.error_examples
         return result
     finally:
         client.close()
+
+
+BATCH_SIZE = "revhub_lead_capture_batch_size"
+BATCH_SECONDS = "revhub_lead_capture_batch_seconds"
+GC_PAUSES = "revhub_gc_pause_seconds"
+
+
+def capture_batches(before: dict, after: dict) -> dict[str, float | None]:
+    """The capture queue's batches during the window (from the server's histograms): how
+    many, their mean size and mean time, and the bucket bound under which 95% of them
+    finished. A lead waits for the batch in hand and then its own, so its latency is up
+    to about twice a batch's time plus the HTTP exchange."""
+
+    def delta(name: str, part: str) -> float:
+        return after.get(name, {}).get(part, 0.0) - before.get(name, {}).get(part, 0.0)
+
+    count = delta(BATCH_SECONDS, "count")
+    if count <= 0:
+        return {"count": 0, "mean_size": None, "mean_ms": None, "p95_bound_ms": None}
+    return {
+        "count": int(count),
+        "mean_size": round(delta(BATCH_SIZE, "sum") / count, 2),
+        "mean_ms": round(1000 * delta(BATCH_SECONDS, "sum") / count, 2),
+        "p95_bound_ms": _bound_ms(before, after, BATCH_SECONDS, 0.95),
+    }
+
+
+def gc_pauses(before: dict, after: dict) -> dict[str, float | None]:
+    """The API process's garbage-collector pauses during the window: how many, their total
+    time, and the bucket bound under which all of them ended."""
+    names = [n for n in after if n.startswith(f"{GC_PAUSES}{{")]
+    count = sum(after[n]["count"] - before.get(n, {}).get("count", 0.0) for n in names)
+    total = sum(after[n]["sum"] - before.get(n, {}).get("sum", 0.0) for n in names)
+    bounds = [_bound_ms(before, after, n, 1.0) for n in names]
+    return {
+        "count": int(count),
+        "total_ms": round(1000 * total, 1),
+        "max_bound_ms": max((b for b in bounds if b is not None), default=None),
+    }
+
+
+def _bound_ms(before: dict, after: dict, name: str, share: float) -> float | None:
+    """The smallest bucket bound under which ``share`` of the window's observations of
+    histogram ``name`` fell (None: none, or only the open bucket holds them)."""
+
+    def delta(part: str) -> float:
+        return after.get(name, {}).get(part, 0.0) - before.get(name, {}).get(part, 0.0)
+
+    count = delta("count")
+    if count <= 0:
+        return None
+    bounds = sorted((float(part[3:]), part) for part in after.get(name, {}) if part[:3] == "le=")
+    bound = next((b for b, part in bounds if delta(part) >= share * count), None)
+    return None if bound is None or math.isinf(bound) else 1000 * bound
 
 
 def visitors_needed(options: Options) -> int:
@@ -310,6 +368,13 @@ def run_backend(backend: str, options: Options) -> list[dict[str, Any]]:
             f"[dim]  p50 {ms_cell(result['p50_ms'])} ms, p95 {ms_cell(result['p95_ms'])} ms, "
             f"p99 {ms_cell(result['p99_ms'])} ms, {result['achieved_rps']:.1f} leads/s, "
             f"{result['errors']} errors[/dim]"
+        )
+        b, g = result["batches"], result["gc_pauses"]
+        console.print(
+            f"[dim]  {b['count']} capture batches, mean {b['mean_size']} leads, mean "
+            f"{b['mean_ms']} ms, 95% within {b['p95_bound_ms']} ms; API process GC: "
+            f"{g['count']} pauses, {g['total_ms']} ms in all, each within "
+            f"{g['max_bound_ms']} ms[/dim]"
         )
     return results
 

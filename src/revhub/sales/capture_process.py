@@ -204,6 +204,7 @@ def serve_captures(pipe: Connection, settings: Settings) -> None:
     """The child: open the database, say ready, then capture each batch received until
     ``None`` (or until the API process is gone)."""
     from revhub.contacts.pii import pii_for
+    from revhub.core.memory import SHORT_PAUSE_THRESHOLD, tune_garbage_collector
     from revhub.core.observability import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
@@ -216,6 +217,7 @@ def serve_captures(pipe: Connection, settings: Settings) -> None:
         pipe.send(("failed", portable(exc)))
         return
     pipe.send(("ready", None))
+    tune_garbage_collector(SHORT_PAUSE_THRESHOLD)
     try:
         while (jobs := pipe.recv()) is not None:
             pipe.send(_answer(db, pii, key, jobs))
