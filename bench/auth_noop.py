@@ -38,7 +38,6 @@ import asyncio
 import json
 import os
 import platform
-import re
 import signal
 import socket
 import statistics
@@ -58,11 +57,10 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from common import REPO, git
+from common import REPO, HubError, created_key, git
 
 ENDPOINT = "/api/v1/auth/me"
 KEY_NAME = "bench"
-KEY_PATTERN = re.compile(r"rhk_[A-Za-z0-9_-]+")
 UNTHROTTLED = json.dumps({"default": {"rate": 100_000, "burst": 100_000}})
 WIRE_EVENT = "http11.send_request_headers.started"  # httpcore trace: headers start going out
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "auth_noop.json"
@@ -158,17 +156,6 @@ def revhub(*args: str, env: dict[str, str], cwd: Path) -> str:
     return result.stdout
 
 
-def create_key(env: dict[str, str], cwd: Path) -> str:
-    out = revhub(
-        "keys", "create", "--name", KEY_NAME, "--role", "admin", "--expires-in-days", "1",
-        env=env, cwd=cwd,
-    )  # fmt: skip
-    match = KEY_PATTERN.search(out)
-    if match is None:
-        raise BenchError(f"no API key in the output of `revhub keys create`:\n{out}")
-    return match.group(0)
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -214,7 +201,7 @@ def running_server(workdir: Path) -> Iterator[Server]:
     """Migrate, create a key and serve from ``workdir``; the server's logs go to a file there."""
     env = hub_env(workdir / "data")
     revhub("migrate", env=env, cwd=workdir)
-    api_key = create_key(env, workdir)
+    api_key = created_key(workdir, env, KEY_NAME, "admin")
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log_path = workdir / "server.log"
@@ -524,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             console.print(f"[dim]hub up at {server.base_url} (data in {tmp})[/dim]")
             results = asyncio.run(measure(server, options))
-    except BenchError as exc:
+    except (BenchError, HubError) as exc:
         console.print(f"[bold red]Benchmark failed:[/bold red] {exc}")
         return 2
     report = build_report(options, results, started)

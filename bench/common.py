@@ -67,9 +67,6 @@ class HubError(Exception):
     """The hub could not be started, seeded or stopped cleanly."""
 
 
-_METRICS_KEYS: dict[str, str] = {}
-
-
 @dataclass(frozen=True)
 class SalesHub:
     backend: str
@@ -80,6 +77,8 @@ class SalesHub:
     workdir: Path
     env: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     """The hub's environment (its secrets too): for ``revhub`` commands on the same hub."""
+    metrics_key: str = field(default="", repr=False)
+    """A key of role ``analyst``: to read ``/metrics``."""
 
     def scrape(self) -> dict[str, dict[str, float]]:
         """The server's histograms (one API process's, with ``--api-processes`` > 1), as
@@ -88,18 +87,11 @@ class SalesHub:
         import httpx
         from prometheus_client.parser import text_string_to_metric_families
 
-        if self.base_url not in _METRICS_KEYS:
-            out = revhub("keys", "create", "--name", "bench-metrics", "--role", "analyst",
-                         "--expires-in-days", "1", env=self.env, cwd=self.workdir)  # fmt: skip
-            match = KEY_PATTERN.search(out)
-            if match is None:
-                raise HubError(f"no API key in the output of `revhub keys create`:\n{out}")
-            _METRICS_KEYS[self.base_url] = match.group(0)
-        text = httpx.get(
-            f"{self.base_url}/metrics",
-            headers={"X-API-Key": _METRICS_KEYS[self.base_url]},
-            timeout=10,
-        ).text
+        response = httpx.get(
+            f"{self.base_url}/metrics", headers={"X-API-Key": self.metrics_key}, timeout=10
+        )
+        response.raise_for_status()
+        text = response.text
         found: dict[str, dict[str, float]] = {}
         for family in text_string_to_metric_families(text):
             if family.type != "histogram":
@@ -235,6 +227,19 @@ def _wait_worker(proc: subprocess.Popen[bytes], log_path: Path) -> None:
     raise HubError(f"the worker did not start in {READY_TIMEOUT_S:g} s:\n{log_tail(log_path)}")
 
 
+def created_key(workdir: Path, env: dict[str, str], name: str, role: str) -> str:
+    """A new API key (``revhub keys create``, valid for a day) of ``role`` on the hub of
+    ``env``."""
+    out = revhub(
+        "keys", "create", "--name", name, "--role", role, "--expires-in-days", "1",
+        env=env, cwd=workdir,
+    )  # fmt: skip
+    match = KEY_PATTERN.search(out)
+    if match is None:
+        raise HubError(f"no API key in the output of `revhub keys create`:\n{out}")
+    return match.group(0)
+
+
 @contextmanager
 def sales_hub(
     backend: str,
@@ -261,13 +266,10 @@ def sales_hub(
             reset_postgres(postgres_url)
             st.callback(delete_redis_keys, redis_url, prefix)
         revhub("migrate", env=env, cwd=workdir)
-        out = revhub(
-            "keys", "create", "--name", "bench-sales", "--role", "sales", "--expires-in-days", "1",
-            env=env, cwd=workdir,
-        )  # fmt: skip
-        match = KEY_PATTERN.search(out)
-        if match is None:
-            raise HubError(f"no API key in the output of `revhub keys create`:\n{out}")
+        sales_key, metrics_key = (
+            created_key(workdir, env, name, role)
+            for name, role in (("bench-sales", "sales"), ("bench-metrics", "analyst"))
+        )
         port = _free_port()
         base_url = f"http://127.0.0.1:{port}"
         server_log = workdir / "server.log"
@@ -295,11 +297,12 @@ def sales_hub(
         yield SalesHub(
             backend,
             base_url,
-            match.group(0),
+            sales_key,
             server.pid,
             worker.pid if worker else None,
             workdir,
             env,
+            metrics_key,
         )
         for proc, path in ((server, server_log), (worker, workdir / "worker.log")):
             if proc is not None and proc.poll() is not None:
@@ -733,7 +736,8 @@ def capture_bench(
     """The lead-capture child's work in this process, on a fresh hub (``in_process_hub``)
     seeded with :func:`seed_team`: ``(capture, jobs)``. ``jobs()`` makes a batch of ``size``
     new leads, each with its audit entry; ``capture(batch)`` runs
-    ``sales.capture_process.capture_jobs`` on it, one transaction."""
+    ``sales.capture_process.capture_jobs`` on it, one transaction. The garbage collector
+    is as the app's start-up left it (the API process's settings, not the child's)."""
     from revhub.contacts.pii import pii_for
     from revhub.core.audit import service as audit
     from revhub.sales import schemas as s

@@ -4,17 +4,19 @@
 What it measures: the capture process's path (``sales.capture_process.capture_jobs``: the
 six steps and each lead's audit entry, one transaction per batch) in this process, on a
 fresh database (``common.in_process_hub``, seeded with the team and campaigns of
-``bench/bulk_ingest.py``), after ten warm-up batches. For each threshold, what start-up
-loaded is frozen (as ``tune_garbage_collector`` does), the threshold is set, and
-``--batches`` batches of ``--size`` new leads run while ``gc.callbacks`` time every
-collection (threshold 0: nothing frozen, CPython's 700). Each threshold runs in a process
-of its own, one after the other, then again ``--runs`` times. Pauses barely move with the
-machine's load; the batch times do (several tens of percent from one minute to the next on
-this machine), so compare those only within one sitting.
+``bench/bulk_ingest.py``). As the lead-capture child does before its first batch, what is
+loaded is frozen (``tune_garbage_collector``) and the threshold set (threshold 0: nothing
+frozen, CPython's 700, as the child ran before it was tuned); after ten warm-up batches,
+``--batches`` batches of ``--size`` new leads, each made just before it runs, go while
+``gc.callbacks`` time every collection (the means mix the generations; the table counts
+each). Each threshold runs in a process of its own, one after the other, then again
+``--runs`` times. Pauses barely move with the machine's load; the batch times do (several
+tens of percent from one minute to the next on this machine), so compare those only
+within one sitting.
 
 Run from the repository root::
 
-    python bench/gc_pauses.py [--size 3 --batches 1500 --thresholds 700 10000 50000]
+    python bench/gc_pauses.py [--size 3 --batches 1500 --thresholds 0 700 10000 50000]
     python bench/gc_pauses.py --size 500 --batches 8          # bulk-sized batches
 
 It prints a table and writes ``bench/results/gc_pauses.json`` (gitignored).
@@ -54,15 +56,14 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
         redis_url=options.redis_url,
         size=options.size,
     ) as (capture, jobs):
-        for _ in range(WARM_UP):
-            capture(jobs())
-        prepared = [jobs() for _ in range(options.batches)]
         gc.collect()
         if options.inner == UNTUNED:
             gc.unfreeze()  # (the app's start-up froze what it loaded)
         else:
             gc.freeze()
         gc.set_threshold(options.inner or 700, *gc.get_threshold()[1:])
+        for _ in range(WARM_UP):
+            capture(jobs())
         pauses: list[tuple[int, float]] = []
         started = [0.0]
 
@@ -74,7 +75,8 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
 
         gc.callbacks.append(timed)
         walls = []
-        for batch in prepared:
+        for _ in range(options.batches):
+            batch = jobs()
             began = time.perf_counter()
             capture(batch)
             walls.append(time.perf_counter() - began)

@@ -266,13 +266,14 @@ async def measure(hub: SalesHub, factory: LeadFactory, options: Options, run: in
         meter = CpuMeter(hub)
         spy_dir = options.py_spy if run == 1 else None
         pids = {"server": hub.server_pid, "worker": hub.worker_pid}
-        before = await asyncio.to_thread(hub.scrape)
+        one_process = options.api_processes == 1  # (else two scrapes may reach two processes)
+        before = await asyncio.to_thread(hub.scrape) if one_process else {}
         with py_spy(pids, spy_dir, f"lead_capture-{hub.backend}"):
             meter.start()
             samples = await load.offer(options.rate, options.duration)
             cpu = meter.stop()
         result = summarize(run, samples, cpu)
-        after = await asyncio.to_thread(hub.scrape)
+        after = await asyncio.to_thread(hub.scrape) if one_process else {}
         result["batches"] = capture_batches(before, after)
         result["gc_pauses"] = gc_pauses(before, after)
         result["error_examples"] = load.error_examples
@@ -298,9 +299,10 @@ def capture_batches(before: dict, after: dict) -> dict[str, float | None]:
     count = delta(BATCH_SECONDS, "count")
     if count <= 0:
         return {"count": 0, "mean_size": None, "mean_ms": None, "p95_bound_ms": None}
+    sized = delta(BATCH_SIZE, "count")  # (a batch that failed is timed, not sized)
     return {
         "count": int(count),
-        "mean_size": round(delta(BATCH_SIZE, "sum") / count, 2),
+        "mean_size": round(delta(BATCH_SIZE, "sum") / sized, 2) if sized else None,
         "mean_ms": round(1000 * delta(BATCH_SECONDS, "sum") / count, 2),
         "p95_bound_ms": _bound_ms(before, after, BATCH_SECONDS, 0.95),
     }
@@ -308,8 +310,11 @@ def capture_batches(before: dict, after: dict) -> dict[str, float | None]:
 
 def gc_pauses(before: dict, after: dict) -> dict[str, float | None]:
     """The API process's garbage-collector pauses during the window: how many, their total
-    time, and the bucket bound under which all of them ended."""
+    time, and the bucket bound under which all of them ended (None throughout: the hub
+    has no such metric, e.g. code from before it)."""
     names = [n for n in after if n.startswith(f"{GC_PAUSES}{{")]
+    if not names:
+        return {"count": None, "total_ms": None, "max_bound_ms": None}
     count = sum(after[n]["count"] - before.get(n, {}).get("count", 0.0) for n in names)
     total = sum(after[n]["sum"] - before.get(n, {}).get("sum", 0.0) for n in names)
     bounds = [_bound_ms(before, after, n, 1.0) for n in names]
@@ -322,7 +327,8 @@ def gc_pauses(before: dict, after: dict) -> dict[str, float | None]:
 
 def _bound_ms(before: dict, after: dict, name: str, share: float) -> float | None:
     """The smallest bucket bound under which ``share`` of the window's observations of
-    histogram ``name`` fell (None: none, or only the open bucket holds them)."""
+    histogram ``name`` fell: None if there were none, ``inf`` if only the open bucket
+    holds them."""
 
     def delta(part: str) -> float:
         return after.get(name, {}).get(part, 0.0) - before.get(name, {}).get(part, 0.0)
@@ -331,8 +337,8 @@ def _bound_ms(before: dict, after: dict, name: str, share: float) -> float | Non
     if count <= 0:
         return None
     bounds = sorted((float(part[3:]), part) for part in after.get(name, {}) if part[:3] == "le=")
-    bound = next((b for b, part in bounds if delta(part) >= share * count), None)
-    return None if bound is None or math.isinf(bound) else 1000 * bound
+    bound = next((b for b, part in bounds if delta(part) >= share * count), math.inf)
+    return 1000 * bound
 
 
 def visitors_needed(options: Options) -> int:
@@ -369,14 +375,25 @@ def run_backend(backend: str, options: Options) -> list[dict[str, Any]]:
             f"p99 {ms_cell(result['p99_ms'])} ms, {result['achieved_rps']:.1f} leads/s, "
             f"{result['errors']} errors[/dim]"
         )
-        b, g = result["batches"], result["gc_pauses"]
-        console.print(
-            f"[dim]  {b['count']} capture batches, mean {b['mean_size']} leads, mean "
-            f"{b['mean_ms']} ms, 95% within {b['p95_bound_ms']} ms; API process GC: "
-            f"{g['count']} pauses, {g['total_ms']} ms in all, each within "
-            f"{g['max_bound_ms']} ms[/dim]"
-        )
+        if options.api_processes == 1:
+            console.print(f"[dim]  {_from_metrics(result)}[/dim]")
     return results
+
+
+def _from_metrics(result: dict[str, Any]) -> str:
+    b, g = result["batches"], result["gc_pauses"]
+
+    def within(bound: float | None) -> str:
+        return "n/a" if bound is None else "over 250 ms" if math.isinf(bound) else f"{bound:g} ms"
+
+    pauses = "no GC metric"
+    if g["count"] is not None:
+        longest = within(g["max_bound_ms"])
+        pauses = f"{g['count']} pauses, {g['total_ms']} ms in all, each within {longest}"
+    return (
+        f"{b['count']} capture batches, mean {b['mean_size']} leads, mean {b['mean_ms']} ms, "
+        f"95% within {within(b['p95_bound_ms'])}; API process GC: {pauses}"
+    )
 
 
 def backend_report(runs: list[dict[str, Any]]) -> dict[str, Any]:

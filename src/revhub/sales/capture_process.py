@@ -201,8 +201,11 @@ class CaptureProcess:
 
 
 def serve_captures(pipe: Connection, settings: Settings) -> None:
-    """The child: open the database, say ready, then capture each batch received until
-    ``None`` (or until the API process is gone)."""
+    """The child: open the database, set up the mappers and freeze what is loaded so far out
+    of the garbage collector's passes (``core.memory``), say ready, then capture each batch
+    received until ``None`` (or until the API process is gone)."""
+    from sqlalchemy.orm import configure_mappers
+
     from revhub.contacts.pii import pii_for
     from revhub.core.memory import SHORT_PAUSE_THRESHOLD, tune_garbage_collector
     from revhub.core.observability import configure_logging
@@ -212,12 +215,13 @@ def serve_captures(pipe: Connection, settings: Settings) -> None:
         db = Database.from_url(settings.effective_database_url)
         with db.engine.connect():
             pass
+        configure_mappers()
         pii, key = pii_for(settings), settings.secrets["audit_key"]
     except Exception as exc:
         pipe.send(("failed", portable(exc)))
         return
+    tune_garbage_collector(SHORT_PAUSE_THRESHOLD, timed=False)
     pipe.send(("ready", None))
-    tune_garbage_collector(SHORT_PAUSE_THRESHOLD)
     try:
         while (jobs := pipe.recv()) is not None:
             pipe.send(_answer(db, pii, key, jobs))
