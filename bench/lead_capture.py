@@ -267,15 +267,16 @@ async def measure(hub: SalesHub, factory: LeadFactory, options: Options, run: in
         spy_dir = options.py_spy if run == 1 else None
         pids = {"server": hub.server_pid, "worker": hub.worker_pid}
         one_process = options.api_processes == 1  # (else two scrapes may reach two processes)
-        before = await asyncio.to_thread(hub.scrape) if one_process else {}
+        before = await asyncio.to_thread(hub.scrape) if one_process else None
         with py_spy(pids, spy_dir, f"lead_capture-{hub.backend}"):
             meter.start()
             samples = await load.offer(options.rate, options.duration)
             cpu = meter.stop()
         result = summarize(run, samples, cpu)
-        after = await asyncio.to_thread(hub.scrape) if one_process else {}
-        result["batches"] = capture_batches(before, after)
-        result["gc_pauses"] = gc_pauses(before, after)
+        if before is not None:
+            after = await asyncio.to_thread(hub.scrape)
+            result["batches"] = capture_batches(before, after)
+            result["gc_pauses"] = gc_pauses(before, after)
         result["error_examples"] = load.error_examples
         return result
     finally:
@@ -293,17 +294,15 @@ def capture_batches(before: dict, after: dict) -> dict[str, float | None]:
     finished. A lead waits for the batch in hand and then its own, so its latency is up
     to about twice a batch's time plus the HTTP exchange."""
 
-    def delta(name: str, part: str) -> float:
-        return after.get(name, {}).get(part, 0.0) - before.get(name, {}).get(part, 0.0)
-
-    count = delta(BATCH_SECONDS, "count")
+    count = _delta(before, after, BATCH_SECONDS, "count")
     if count <= 0:
         return {"count": 0, "mean_size": None, "mean_ms": None, "p95_bound_ms": None}
-    sized = delta(BATCH_SIZE, "count")  # (a batch that failed is timed, not sized)
+    sized = _delta(before, after, BATCH_SIZE, "count")  # (a failed batch is timed, not sized)
+    size_sum = _delta(before, after, BATCH_SIZE, "sum")
     return {
         "count": int(count),
-        "mean_size": round(delta(BATCH_SIZE, "sum") / sized, 2) if sized else None,
-        "mean_ms": round(1000 * delta(BATCH_SECONDS, "sum") / count, 2),
+        "mean_size": round(size_sum / sized, 2) if sized else None,
+        "mean_ms": round(1000 * _delta(before, after, BATCH_SECONDS, "sum") / count, 2),
         "p95_bound_ms": _bound_ms(before, after, BATCH_SECONDS, 0.95),
     }
 
@@ -315,8 +314,8 @@ def gc_pauses(before: dict, after: dict) -> dict[str, float | None]:
     names = [n for n in after if n.startswith(f"{GC_PAUSES}{{")]
     if not names:
         return {"count": None, "total_ms": None, "max_bound_ms": None}
-    count = sum(after[n]["count"] - before.get(n, {}).get("count", 0.0) for n in names)
-    total = sum(after[n]["sum"] - before.get(n, {}).get("sum", 0.0) for n in names)
+    count = sum(_delta(before, after, n, "count") for n in names)
+    total = sum(_delta(before, after, n, "sum") for n in names)
     bounds = [_bound_ms(before, after, n, 1.0) for n in names]
     return {
         "count": int(count),
@@ -330,15 +329,17 @@ def _bound_ms(before: dict, after: dict, name: str, share: float) -> float | Non
     histogram ``name`` fell: None if there were none, ``inf`` if only the open bucket
     holds them."""
 
-    def delta(part: str) -> float:
-        return after.get(name, {}).get(part, 0.0) - before.get(name, {}).get(part, 0.0)
-
-    count = delta("count")
+    count = _delta(before, after, name, "count")
     if count <= 0:
         return None
     bounds = sorted((float(part[3:]), part) for part in after.get(name, {}) if part[:3] == "le=")
-    bound = next((b for b, part in bounds if delta(part) >= share * count), math.inf)
-    return 1000 * bound
+    within = (b for b, part in bounds if _delta(before, after, name, part) >= share * count)
+    return 1000 * next(within, math.inf)
+
+
+def _delta(before: dict, after: dict, name: str, part: str) -> float:
+    """How much ``part`` (count, sum or a bucket) of histogram ``name`` grew in the window."""
+    return after.get(name, {}).get(part, 0.0) - before.get(name, {}).get(part, 0.0)
 
 
 def visitors_needed(options: Options) -> int:
