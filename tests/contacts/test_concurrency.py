@@ -16,9 +16,14 @@ from sqlalchemy.orm import Session
 
 from revhub.contacts.models import Account
 from revhub.contacts.pii import pii_for
-from revhub.contacts.service import _store_accounts, claim_identities, get_or_create_accounts
+from revhub.contacts.service import (
+    _store_accounts_apart,
+    claim_identities,
+    get_or_create_accounts,
+)
 from revhub.core.db import utcnow
 from revhub.core.settings import Settings
+from revhub.sales.service import despite_twins
 from revhub.sales.touchpoints import add_touchpoints
 
 
@@ -54,6 +59,101 @@ def test_on_postgresql_a_new_account_is_committed_at_once_in_a_transaction_of_it
         assert session.scalars(select(Account.id).where(Account.domain == domain)).all() == [mine]
 
 
+def test_a_new_account_not_apart_is_the_callers_and_a_twin_waits_for_it(
+    engine: Engine, domain: str
+) -> None:
+    """``apart=False`` (the capture process): the account comes back from the insert in the
+    caller's transaction, and goes if it rolls back; a second capture naming the same new
+    company meanwhile waits for the first and then reads its row."""
+    with Session(engine) as first:
+        mine = get_or_create_accounts(first, names={domain: "Acme"}, apart=False)[domain]
+        assert mine in first and mine.name == "Acme"
+        first.rollback()
+    with Session(engine) as session:
+        assert session.scalars(select(Account).where(Account.domain == domain)).all() == []
+    found: list[uuid.UUID] = []
+
+    def second() -> None:
+        with Session(engine) as session:
+            account = get_or_create_accounts(session, names={domain: "Acme"}, apart=False)
+            found.append(account[domain].id)
+            session.commit()
+
+    with Session(engine) as first:
+        mine_id = get_or_create_accounts(first, names={domain: "Acme"}, apart=False)[domain].id
+        waiter = threading.Thread(target=second, daemon=True)
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive(), "the second capture waits for the first one's insert"
+        first.commit()
+        waiter.join(5)
+    assert found == [mine_id]
+
+
+def test_a_capture_ended_by_a_deadlock_runs_again_and_other_errors_do_not(
+    engine: Engine, domain: str
+) -> None:
+    """PostgreSQL ends one side of a deadlock (SQLSTATE 40P01); that side runs again."""
+    calls: list[int] = []
+
+    def attempt() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            _deadlock(engine, domain)
+        return "captured"
+
+    assert despite_twins(attempt) == "captured"
+    assert len(calls) == 2
+
+    def timed_out() -> str:
+        calls.append(1)
+        with Session(engine) as session:
+            session.execute(text("SET LOCAL statement_timeout = '1ms'"))
+            session.execute(text("SELECT pg_sleep(1)"))
+        return "unreachable"
+
+    calls.clear()
+    with pytest.raises(OperationalError, match="statement timeout"):
+        despite_twins(timed_out)
+    assert len(calls) == 1
+
+
+def _deadlock(engine: Engine, domain: str) -> None:
+    """Two transactions each updating the row the other updated first; this thread's
+    checks for a deadlock first (its ``deadlock_timeout`` is the shorter), so it is the
+    one PostgreSQL ends, with the ``OperationalError`` raised here."""
+    names = [f"a.{domain}", f"b.{domain}"]
+    with Session(engine) as setup, setup.begin():
+        get_or_create_accounts(setup, names={n: n for n in names})
+    holding = threading.Event()
+
+    def other() -> None:
+        with Session(engine) as session:
+            session.execute(text("SET LOCAL deadlock_timeout = '10s'"))
+            _rename(session, names[1])
+            holding.set()
+            _rename(session, names[0])
+            session.commit()
+
+    try:
+        with Session(engine) as session:
+            session.execute(text("SET LOCAL deadlock_timeout = '100ms'"))
+            _rename(session, names[0])
+            thread = threading.Thread(target=other, daemon=True)
+            thread.start()
+            assert holding.wait(5)
+            time.sleep(0.2)
+            _rename(session, names[1])
+    finally:
+        thread.join(5)
+        with Session(engine) as cleanup, cleanup.begin():
+            cleanup.execute(delete(Account).where(Account.domain.in_(names)))
+
+
+def _rename(session: Session, domain: str) -> None:
+    session.execute(update(Account).where(Account.domain == domain).values(name="renamed"))
+
+
 def test_a_new_account_held_up_by_a_lock_falls_back_to_the_callers_transaction(
     engine: Engine, domain: str
 ) -> None:
@@ -67,7 +167,7 @@ def test_a_new_account_held_up_by_a_lock_falls_back_to_the_callers_transaction(
         caller.execute(text("SET LOCAL lock_timeout = '500ms'"))
         started = time.monotonic()
         with pytest.raises(OperationalError, match="lock timeout"):
-            _store_accounts(caller, [row])
+            _store_accounts_apart(caller, engine, [row])
         assert time.monotonic() - started >= 2.0, "its own transaction waited first"
         holder.rollback()
 

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from revhub.contacts.models import Account, Consent, Contact, Identity, StageChange
 from revhub.contacts.pii import Pii
@@ -30,7 +30,7 @@ TOPIC = "lead-capture"
 NO_ACCOUNT = "unassigned"
 SEALED_KINDS = frozenset({"email"})
 ACCOUNT_LOCK_WAIT = "2s"
-"""How long a new account's own transaction waits for a row lock (see ``_store_accounts``)."""
+"""How long a new account's own transaction waits for a row lock (see ``_store_accounts_apart``)."""
 
 MergeHook = Callable[[Session, "Contact", "Contact"], None]
 MERGE_HOOKS: list[MergeHook] = []
@@ -131,25 +131,41 @@ def get_or_create_account(
     return account
 
 
-def get_or_create_accounts(session: Session, *, names: dict[str, str]) -> dict[str, Account]:
-    """The accounts of many domains (``{domain: name}``) in two statements: the missing ones
-    are inserted at once, and the rows are read back.
+def get_or_create_accounts(
+    session: Session, *, names: dict[str, str], apart: bool = True
+) -> dict[str, Account]:
+    """The accounts of many domains (``{domain: name}``): the stored ones read in one
+    statement, the missing ones inserted at once.
 
     Two colleagues signing up at once both find no account: the insert skips a domain that
     another transaction stored meanwhile (``ON CONFLICT DO NOTHING``), and both read the
-    winner's row instead of failing."""
+    winner's row instead of failing.
+
+    ``apart`` (PostgreSQL): the new accounts are committed in a transaction of their own
+    (see :func:`_store_accounts_apart`) and read back. Otherwise, and always on SQLite,
+    they are inserted in the caller's transaction and come back from the insert itself
+    (``RETURNING``): one statement. A caller whose transaction is short and holds nothing
+    else (the capture process's batch of single leads) passes ``apart=False``: its own
+    account transaction was 6 of the 19 round trips of a one-lead batch naming a new
+    company, and a pending insert of its holds the domain only until its batch commits."""
     if not names:
         return {}
     found = {a.domain: a for a in session.scalars(_ACCOUNTS, {"domains": [*names]})}
     missing = [d for d in names if d not in found]
-    if missing:
-        now = utcnow()
-        rows = [
-            {"id": uuid.uuid4(), "domain": d, "name": names[d][:200], "created_at": now}
-            for d in missing
-        ]
-        _store_accounts(session, rows)
-        found |= {a.domain: a for a in session.scalars(_ACCOUNTS, {"domains": missing})}
+    if not missing:
+        return found
+    now = utcnow()
+    rows = [
+        {"id": uuid.uuid4(), "domain": d, "name": names[d][:200], "created_at": now}
+        for d in missing
+    ]
+    bind = session.get_bind()
+    if apart and bind.dialect.name == "postgresql" and isinstance(bind, Engine):
+        _store_accounts_apart(session, bind, rows)
+    else:
+        found |= _inserted_accounts(session, rows)
+    if lost := [d for d in missing if d not in found]:
+        found |= {a.domain: a for a in session.scalars(_ACCOUNTS, {"domains": lost})}
     return found
 
 
@@ -157,15 +173,30 @@ _ACCOUNTS = select(Account).where(Account.domain.in_(bindparam("domains", expand
 """Built once: every capture batch reads its companies' accounts."""
 
 
-def _store_accounts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert new accounts, a domain already stored skipped. On PostgreSQL they are committed
-    at once, in a transaction of their own: a pending insert holds its domain until its
+def _inserted_accounts(session: Session, rows: Sequence[dict[str, Any]]) -> dict[str, Account]:
+    """Insert new accounts in the caller's transaction, a domain already stored skipped;
+    the rows inserted come back from the insert (``RETURNING``) and join the session as
+    stored objects. As Core: the ORM's own insert-with-RETURNING cost a one-lead batch on
+    SQLite some 1.8 M more instructions than the insert and a second read it replaced
+    (``bench/capture_instructions.py``)."""
+    statement = _INSERT_ACCOUNTS_RETURNING[session.get_bind().dialect.name]
+    accounts = {}
+    for row in session.connection().execute(statement, rows):
+        account = Account(**row._asdict())
+        make_transient_to_detached(account)
+        session.add(account)
+        accounts[account.domain] = account
+    return accounts
+
+
+def _store_accounts_apart(session: Session, bind: Engine, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert new accounts on PostgreSQL, a domain already stored skipped, committed at
+    once in a transaction of their own: a pending insert holds its domain until its
     transaction ends, so two bulk imports naming the same new company queued behind each
     other for the whole of the first one's work (two API processes captured no faster than
     one). An account is only a domain and a name, shared by whoever names it; if the
-    capture then fails, the account stays, with nobody in it yet. SQLite has one writer at
-    a time, so there it is written in the caller's transaction, as it is for a session
-    bound to a connection the caller holds.
+    capture then fails, the account stays, with nobody in it yet. (A session bound to a
+    connection the caller holds writes in the caller's transaction, as SQLite does.)
 
     The insert may wait for another capture updating the same account (a stored domain is
     skipped, but a row being changed is waited for); it waits at most ``ACCOUNT_LOCK_WAIT``,
@@ -174,11 +205,7 @@ def _store_accounts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     same way when the pool has no second connection to give; requests inside a transaction
     at once (``core.http.DB_CONCURRENCY``, 16) stay below the pool (10 + 10 overflow), so
     one is normally free within moments."""
-    bind = session.get_bind()
-    statement = _INSERT_ACCOUNTS[bind.dialect.name]
-    if bind.dialect.name != "postgresql" or not isinstance(bind, Engine):
-        session.connection().execute(statement, rows)
-        return
+    statement = _INSERT_ACCOUNTS["postgresql"]
     try:
         with bind.begin() as own:
             own.execute(_OWN_ACCOUNT_TRANSACTION, {"wait": ACCOUNT_LOCK_WAIT})
@@ -202,6 +229,11 @@ _INSERT_ACCOUNTS = {
 }
 """``INSERT INTO account … ON CONFLICT DO NOTHING`` by dialect, built once; run with a list
 of rows, one execution for all."""
+_INSERT_ACCOUNTS_RETURNING = {
+    dialect: statement.returning(*Account.__table__.c)
+    for dialect, statement in _INSERT_ACCOUNTS.items()
+}
+"""The same, each inserted row's columns returned (one multi-row statement)."""
 
 
 def fill_account(

@@ -74,7 +74,11 @@ class Intake:
         pii: Pii,
         leads: Sequence[Checked],
         model: qualification.ActiveModel,
+        *,
+        accounts_apart: bool = True,
     ) -> Intake:
+        """Everything the batch's leads need, read before the first. ``accounts_apart``:
+        see :func:`contacts.get_or_create_accounts`."""
         earliest = min((c.at for c in leads), default=utcnow())
         lookback = timedelta(days=model.document.behaviour.lookback_days)
         intake = cls(
@@ -84,7 +88,7 @@ class Intake:
         )
         if not leads:
             return intake
-        intake._load_accounts(session, leads)
+        intake._load_accounts(session, leads, apart=accounts_apart)
         intake._load_people(session, leads)
         unknown = {
             c.company_key for c in leads if c.company_key and c.email_key not in intake.by_email
@@ -92,12 +96,12 @@ class Intake:
         intake._load_colleagues(session, unknown)
         return intake
 
-    def _load_accounts(self, session: Session, leads: Sequence[Checked]) -> None:
+    def _load_accounts(self, session: Session, leads: Sequence[Checked], *, apart: bool) -> None:
         names: dict[str, str] = {}
         for c in leads:
             if c.clean.company_domain is not None:
                 names.setdefault(c.clean.company_domain, c.clean.company)
-        self.accounts = contacts.get_or_create_accounts(session, names=names)
+        self.accounts = contacts.get_or_create_accounts(session, names=names, apart=apart)
         self.accounts_by_id = {a.id: a for a in self.accounts.values()}
 
     def _load_people(self, session: Session, leads: Sequence[Checked]) -> None:

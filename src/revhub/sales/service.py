@@ -31,7 +31,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from revhub.contacts import service as contacts
@@ -128,9 +128,19 @@ def capture_batch(
     savepoint's two statements are left out of every batch (a single lead is a batch of
     some twenty). A caller whose transaction holds nothing but this batch
     (``owns_transaction``: the capture process) runs its transaction again itself, and
-    gets the ``IntegrityError`` as it is."""
+    gets the ``IntegrityError`` as it is; its new companies' accounts are inserted in that
+    transaction too (``apart=False`` of :func:`contacts.get_or_create_accounts`)."""
     model = model or qualification.active_model(session)
-    run = partial(_capture, session, pii, wanted, now=now, model=model, correlations=correlations)
+    run = partial(
+        _capture,
+        session,
+        pii,
+        wanted,
+        now=now,
+        model=model,
+        correlations=correlations,
+        accounts_apart=not owns_transaction,
+    )
     if owns_transaction:
         return run()
     if session.get_bind().dialect.name == "sqlite":
@@ -146,17 +156,30 @@ def capture_batch(
 def despite_twins(attempt: Callable[[], T], *, tries: int = 2) -> T:
     """``attempt()``, run again (up to ``tries`` in all) while a unique key refuses it: a
     twin request stored the same person between its look-ups and its writes, and the next
-    run finds that person. ``attempt`` must undo its own writes when refused (a savepoint,
-    or a transaction of its own). Refused every time: a 409, send it again."""
+    run finds that person. Likewise when PostgreSQL ends it as one side of a deadlock
+    (SQLSTATE 40P01: two captures each waiting on a company row the other had written),
+    which the other side has then passed. ``attempt`` must undo its own writes when refused
+    (a savepoint, or a transaction of its own). Refused every time: a 409, send it again."""
     for left in range(tries, 0, -1):
         try:
             return attempt()
-        except IntegrityError:
+        except (IntegrityError, OperationalError) as exc:
+            if isinstance(exc, OperationalError) and _sqlstate(exc) != DEADLOCK:
+                raise
             if left == 1:
                 raise Conflict(
-                    "Another request stored the same people at the same moment; send it again."
+                    "Another request stored the same people or companies at the same moment; send "
+                    "it again."
                 ) from None
     raise AssertionError("unreachable")
+
+
+DEADLOCK = "40P01"
+"""PostgreSQL's ``deadlock_detected``: the victim's transaction (or savepoint) was undone."""
+
+
+def _sqlstate(exc: OperationalError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
 
 
 def _capture(
@@ -167,6 +190,7 @@ def _capture(
     now: datetime | None,
     model: qualification.ActiveModel,
     correlations: Sequence[str | None] | None,
+    accounts_apart: bool,
 ) -> list[s.LeadResult | InvalidInput]:
     keys = {lead_in.campaign for _, lead_in in wanted if lead_in.campaign}
     campaigns = touchpoints.campaigns_by_key(session, keys)
@@ -175,7 +199,7 @@ def _capture(
     if not good:
         return [c for c in checked if isinstance(c, InvalidInput)]
     contacts.claim_identities(session, _identities(good))
-    intake = Intake.load(session, pii, good, model)
+    intake = Intake.load(session, pii, good, model, accounts_apart=accounts_apart)
     results: list[s.LeadResult | InvalidInput] = []
     with batched_writes(session), outbox.held_until_done(session), session.no_autoflush:
         for i, c in enumerate(checked):
