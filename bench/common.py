@@ -687,7 +687,7 @@ def seed_team(client: Any) -> int:
         for i in range(count):
             rep = {
                 "name": f"{name} rep {i + 1}",
-                "email": f"rep{i + 1}.{territory['id'][:8]}@bench.example",
+                "email": f"rep{i + 1}.{territory['id'][-12:]}@bench.example",
                 "territory_id": territory["id"],
                 "capacity": 1 + i % 3,
             }

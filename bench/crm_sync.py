@@ -467,7 +467,7 @@ def seed_hub(hub: Hub, contacts: int, seed: int, progress: Progress) -> dict[str
             for i in range(count):
                 rep = {
                     "name": f"{name} rep {i + 1}",
-                    "email": f"rep{i + 1}.{str(territory.id)[:8]}@bench.example",
+                    "email": f"rep{i + 1}.{str(territory.id)[-12:]}@bench.example",
                     "territory_id": str(territory.id),
                     "capacity": 1 + i % 3,
                 }

@@ -22,7 +22,9 @@ compare one change with the code before it::
     PYTHONPATH=/tmp/snap/src python bench/service_cost.py   # a ``git archive`` snapshot
 
 It prints a table (CPU ms per 1,000 items and items per CPU second, medians over the
-batches of each run, and the median of the runs) and writes
+batches of each run, and the median of the runs; and the KiB written per item: on SQLite
+the WAL frames of the commits, a dirtied page each, on PostgreSQL its write-ahead log) and
+writes
 ``bench/results/service_cost.json`` (gitignored).
 """
 
@@ -35,10 +37,12 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import text
 
 from common import (
     CAMPAIGNS,
@@ -61,20 +65,38 @@ PHASES = ("leads", "touchpoints", *(f"leads by {n}" for n in SMALL_BATCHES))
 console = Console() if sys.stdout.isatty() else Console(width=150)
 
 
-def _timed(db: Any, work: Callable[[Any], Any]) -> tuple[float, float]:
-    """(CPU s, wall s) of ``work(session)`` in a transaction, committed, its answer
-    serialised; every item must be accepted."""
+def _timed(db: Any, work: Callable[[Any], Any]) -> tuple[float, float, int]:
+    """(CPU s, wall s, bytes written) of ``work(session)`` in a transaction, committed, its
+    answer serialised; every item must be accepted."""
+    written = _written(db)
     cpu, wall = time.process_time(), time.perf_counter()
     with db.transaction() as session:
         answer = work(session)
     answer.model_dump_json()
-    took = (time.process_time() - cpu, time.perf_counter() - wall)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     if answer.rejected:
         raise SystemExit(f"{answer.rejected} items refused: the benchmark's data is wrong")
-    return took
+    return cpu, wall, _written(db) - written
 
 
-def _phase(name: str, items: int, timings: list[tuple[float, float]], batch: int) -> dict:
+def _written(db: Any) -> int:
+    """Bytes written so far. SQLite: this process's ``write`` calls (``/proc/self/io``), which
+    are its WAL's frames, a dirtied page each, as the database lives in this process.
+    PostgreSQL: the position in its write-ahead log (every database's writes, so run it on
+    a quiet server). Read outside the timed span."""
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect() as connection:
+            return int(connection.scalar(text(WAL_POSITION)))
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise SystemExit("/proc/self/io has no wchar line: the benchmark needs Linux")
+
+
+WAL_POSITION = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')"
+
+
+def _phase(name: str, items: int, timings: list[tuple[float, float, int]], batch: int) -> dict:
     cpu = statistics.median(t[0] for t in timings)
     wall = statistics.median(t[1] for t in timings)
     return {
@@ -84,6 +106,7 @@ def _phase(name: str, items: int, timings: list[tuple[float, float]], batch: int
         "cpu_ms_per_1000": round(1000 * cpu * 1000 / batch, 1),
         "per_cpu_second": round(batch / cpu, 1),
         "per_wall_second": round(batch / wall, 1),
+        "kib_written_per_item": round(sum(t[2] for t in timings) / items / 1024, 1),
     }
 
 
@@ -132,13 +155,14 @@ def one_run(options: argparse.Namespace, run: int) -> dict[str, Any]:
             r = result[phase]
             console.print(
                 f"[dim]run {run}: {phase} {r['cpu_ms_per_1000']:.0f} CPU ms per 1,000, "
-                f"{r['per_cpu_second']:.0f}/CPU s, {r['per_wall_second']:.0f}/s[/dim]"
+                f"{r['per_cpu_second']:.0f}/CPU s, {r['per_wall_second']:.0f}/s, "
+                f"{r['kib_written_per_item']:.1f} KiB written per item[/dim]"
             )
         return result
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("cpu_ms_per_1000", "per_cpu_second", "per_wall_second")
+    keys = ("cpu_ms_per_1000", "per_cpu_second", "per_wall_second", "kib_written_per_item")
     return {
         phase: {k: round(statistics.median(r[phase][k] for r in runs), 1) for k in keys}
         for phase in PHASES
@@ -150,7 +174,7 @@ def show(runs: list[dict[str, Any]], median: dict[str, Any], options: argparse.N
         title=f"Service cost on {options.backend}: batches of {options.batch}, "
         f"{len(runs)} runs (this process's CPU; medians over each run's batches)"
     )
-    for name in ("run", "phase", "CPU ms / 1,000", "items / CPU s", "items / s"):
+    for name in ("run", "phase", "CPU ms / 1,000", "items / CPU s", "items / s", "KiB / item"):
         table.add_column(name, justify="right")
     for r in runs:
         for phase in PHASES:
@@ -158,12 +182,13 @@ def show(runs: list[dict[str, Any]], median: dict[str, Any], options: argparse.N
             table.add_row(
                 str(r["run"]), phase, f"{p['cpu_ms_per_1000']:.0f}",
                 f"{p['per_cpu_second']:.0f}", f"{p['per_wall_second']:.0f}",
+                f"{p['kib_written_per_item']:.1f}",
             )  # fmt: skip
     for phase in PHASES:
         m = median[phase]
         table.add_row(
             "median", phase, f"{m['cpu_ms_per_1000']:.0f}", f"{m['per_cpu_second']:.0f}",
-            f"{m['per_wall_second']:.0f}", style="bold",
+            f"{m['per_wall_second']:.0f}", f"{m['kib_written_per_item']:.1f}", style="bold",
         )  # fmt: skip
     console.print(table)
 

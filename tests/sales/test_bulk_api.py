@@ -4,6 +4,7 @@ single-lead route."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -220,6 +221,19 @@ def test_a_thousand_leads_are_accepted(client: TestClient, sales: dict[str, str]
     body = created(client.post(f"{LEADS}/bulk", json={"leads": items}, headers=sales), 200)
     assert (body["accepted"], body["rejected"]) == (1000, 0)
     assert contact_by_email(client, sales, "p999@gmail.com") is not None
+
+
+def test_the_ids_of_a_batch_rise_in_its_order(client: TestClient, sales: dict[str, str]) -> None:
+    """Row ids are UUIDv7 (``core.db.new_id``): rows stored together sit together in each
+    index on their id, and a later row's id sorts after an earlier one's."""
+    items = [
+        {"email": f"r{n}@rise.example", "first_name": "R", "company": "Rise"} for n in range(50)
+    ]
+    body = created(client.post(f"{LEADS}/bulk", json={"leads": items}, headers=sales), 200)
+    for key in ("lead_id", "contact_id"):
+        ids = [uuid.UUID(item["result"][key]) for item in body["results"]]
+        assert {i.version for i in ids} == {7}
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
 
 # --- /touchpoints/bulk -----------------------------------------------------------------------

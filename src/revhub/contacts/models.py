@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from revhub.core.db import Base, Timestamped, utcnow
+from revhub.core.db import Base, Timestamped, new_id, utcnow
 
 
 class Account(Timestamped, Base):
@@ -27,7 +27,7 @@ class Account(Timestamped, Base):
 
     __tablename__ = "account"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     domain: Mapped[str] = mapped_column(String(253), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     industry: Mapped[str | None] = mapped_column(String(100))
@@ -45,7 +45,7 @@ class Contact(Timestamped, Base):
         Index("ix_contact_updated_at", "updated_at"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("account.id"), index=True)
     email_sealed: Mapped[str | None] = mapped_column(Text)
     phone_sealed: Mapped[str | None] = mapped_column(Text)
@@ -71,7 +71,7 @@ class Identity(Base):
     __tablename__ = "identity"
     __table_args__ = (UniqueConstraint("kind", "key"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"), index=True)
     contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     kind: Mapped[str] = mapped_column(String(32))
@@ -99,7 +99,7 @@ class StageChange(Base):
     __tablename__ = "stage_change"
     __table_args__ = (Index("ix_stage_change_to_stage_at", "to_stage", "changed_at"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"), index=True)
     contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     from_stage: Mapped[str | None] = mapped_column(String(16))
@@ -116,7 +116,7 @@ class Consent(Base):
     __tablename__ = "consent"
     __table_args__ = (Index("ix_consent_contact_purpose", "contact_id", "purpose", "recorded_at"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"))
     contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     purpose: Mapped[str] = mapped_column(String(32))

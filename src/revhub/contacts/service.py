@@ -21,7 +21,15 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from revhub.contacts.models import Account, Consent, Contact, Identity, StageChange
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import RANK, Stage, can_move, furthest
-from revhub.core.db import add_later, add_row_later, get_or_404, set_later, utcnow, write_held
+from revhub.core.db import (
+    add_later,
+    add_row_later,
+    get_or_404,
+    new_id,
+    set_later,
+    utcnow,
+    write_held,
+)
 from revhub.core.errors import Conflict
 from revhub.core.events import outbox
 from revhub.core.pagination import newest_first
@@ -156,8 +164,7 @@ def get_or_create_accounts(
         return found
     now = utcnow()
     rows = [
-        {"id": uuid.uuid4(), "domain": d, "name": names[d][:200], "created_at": now}
-        for d in missing
+        {"id": new_id(), "domain": d, "name": names[d][:200], "created_at": now} for d in missing
     ]
     bind = session.get_bind()
     if apart and bind.dialect.name == "postgresql" and isinstance(bind, Engine):
@@ -265,7 +272,7 @@ def create(
     looks it up first), so the e-mail identity is added without another look-up."""
     at = at or utcnow()
     contact = Contact(
-        id=uuid.uuid4(),
+        id=new_id(),
         stage=stage,
         stage_changed_at=at,
         account_id=account_id,
@@ -358,7 +365,7 @@ def _identity(pii: Pii, contact: Contact, kind: str, value: str) -> dict[str, An
     """An identity as a plain row (what a batch adds by the thousand)."""
     sealed = pii.seal(value.strip()) if kind in SEALED_KINDS else None
     return {
-        "id": uuid.uuid4(),
+        "id": new_id(),
         "contact_id": contact.id,
         "kind": kind,
         "key": identity_key(pii, kind, value),

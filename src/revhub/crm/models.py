@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from revhub.core.db import Base, Timestamped, utcnow
+from revhub.core.db import Base, Timestamped, new_id, utcnow
 
 
 class CrmConnection(Timestamped, Base):
@@ -21,7 +21,7 @@ class CrmConnection(Timestamped, Base):
 
     __tablename__ = "crm_connection"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     crm: Mapped[str] = mapped_column(String(16))
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -44,7 +44,7 @@ class CrmLink(Base):
         Index("ix_crm_link_crm_id", "connection_id", "kind", "crm_id"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     connection_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("crm_connection.id"))
     kind: Mapped[str] = mapped_column(String(16))
     hub_id: Mapped[uuid.UUID]
@@ -60,7 +60,7 @@ class SyncRun(Base):
     __tablename__ = "crm_sync_run"
     __table_args__ = (Index("ix_crm_sync_run_started", "connection_id", "started_at"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     connection_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("crm_connection.id"))
     direction: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(16))
@@ -80,7 +80,7 @@ class SyncRow(Base):
 
     __tablename__ = "crm_sync_row"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("crm_sync_run.id"), index=True)
     hub_id: Mapped[uuid.UUID | None]
     crm_id: Mapped[str | None] = mapped_column(String(64))
@@ -152,7 +152,7 @@ class FieldDecision(Base):
     __tablename__ = "crm_field_decision"
     __table_args__ = (Index("ix_crm_field_decision_hub", "kind", "hub_id"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     connection_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("crm_connection.id"))
     kind: Mapped[str] = mapped_column(String(16))
     hub_id: Mapped[uuid.UUID]
@@ -175,7 +175,7 @@ class Conflict(Base):
         Index("ix_crm_conflict_record", "connection_id", "kind", "hub_id", "field"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     connection_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("crm_connection.id"))
     kind: Mapped[str] = mapped_column(String(16))
     hub_id: Mapped[uuid.UUID]

@@ -15,7 +15,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from revhub.contacts.models import Contact
-from revhub.core.db import Base, Money, Timestamped, utcnow
+from revhub.core.db import Base, Money, Timestamped, new_id, utcnow
 
 
 class Campaign(Timestamped, Base):
@@ -24,7 +24,7 @@ class Campaign(Timestamped, Base):
 
     __tablename__ = "campaign"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     key: Mapped[str] = mapped_column(String(100), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     channel: Mapped[str] = mapped_column(String(32))
@@ -42,7 +42,7 @@ class Touchpoint(Base):
         Index("ix_touchpoint_campaign_at", "campaign_id", "occurred_at"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     external_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"))
     contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
@@ -59,7 +59,7 @@ class Lead(Timestamped, Base):
 
     __tablename__ = "lead"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"), unique=True)
     contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     capture_count: Mapped[int] = mapped_column(default=0)
@@ -75,7 +75,7 @@ class LeadCapture(Base):
 
     __tablename__ = "lead_capture"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     lead_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lead.id"), index=True)
     lead: Mapped[Lead] = relationship(lazy="raise")
     capture_type: Mapped[str] = mapped_column(String(32))
@@ -107,7 +107,7 @@ class ScoreChange(Base):
 
     __tablename__ = "score_change"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"), index=True)
     contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     changed_at: Mapped[datetime]
@@ -136,7 +136,7 @@ class Territory(Timestamped, Base):
 
     __tablename__ = "territory"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     priority: Mapped[int] = mapped_column(default=100)
     countries: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -151,7 +151,7 @@ class SalesRep(Timestamped, Base):
 
     __tablename__ = "sales_rep"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(254), unique=True)
     territory_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("territory.id"), index=True)
@@ -165,7 +165,7 @@ class Assignment(Base):
 
     __tablename__ = "assignment"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     lead_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lead.id"), index=True)
     lead: Mapped[Lead] = relationship(lazy="raise")
     rep_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sales_rep.id"))
@@ -183,7 +183,7 @@ class Opportunity(Timestamped, Base):
         Index("ix_opportunity_updated_at", "updated_at"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("account.id"), index=True)
     primary_contact_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contact.id"))
     name: Mapped[str] = mapped_column(String(200))
@@ -204,7 +204,7 @@ class DuplicateReview(Base):
     __tablename__ = "duplicate_review"
     __table_args__ = (UniqueConstraint("contact_id", "candidate_id"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"))
     contact: Mapped[Contact] = relationship(lazy="raise", foreign_keys=[contact_id])
     candidate_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"))
@@ -219,7 +219,7 @@ class SalesNotification(Base):
 
     __tablename__ = "sales_notification"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     event_id: Mapped[uuid.UUID] = mapped_column(unique=True)
     kind: Mapped[str] = mapped_column(String(32))
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact.id"), index=True)

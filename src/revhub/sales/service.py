@@ -38,7 +38,7 @@ from revhub.contacts import service as contacts
 from revhub.contacts.models import Account, Contact
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import Stage
-from revhub.core.db import add_later, add_row_later, batched_writes, utcnow
+from revhub.core.db import add_later, add_row_later, batched_writes, new_id, utcnow
 from revhub.core.errors import Conflict, FieldError, InvalidInput
 from revhub.core.events import outbox
 from revhub.core.events.envelope import correlated
@@ -505,7 +505,7 @@ def _lead_for(session: Session, intake: Intake, contact: Contact, *, at: datetim
     """The person's lead record, created at their first capture."""
     lead = intake.leads.get(contact.id)
     if lead is None:
-        lead = Lead(id=uuid.uuid4(), contact_id=contact.id, created_at=at, capture_count=0)
+        lead = Lead(id=new_id(), contact_id=contact.id, created_at=at, capture_count=0)
         add_later(session, lead)
         intake.leads[contact.id] = lead
         intake.sequences[lead.id] = []

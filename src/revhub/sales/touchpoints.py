@@ -23,7 +23,7 @@ from revhub.contacts.models import Account
 from revhub.contacts.pii import Pii
 from revhub.contacts.stages import Stage
 from revhub.core import reference
-from revhub.core.db import add_row_later, batched_writes, get_or_404, utcnow
+from revhub.core.db import add_row_later, batched_writes, get_or_404, new_id, utcnow
 from revhub.core.errors import Conflict, FieldError, InvalidInput
 from revhub.core.events import outbox
 from revhub.core.pagination import newest_first
@@ -121,7 +121,7 @@ def record(
     a plain row, written with the batch's other rows (``add_row_later``); the answer is the
     API's view of it, built from the same values."""
     answer = s.Touchpoint.model_construct(
-        id=uuid.uuid4(),
+        id=new_id(),
         contact_id=contact.id,
         campaign_id=campaign.id if campaign else None,
         channel=channel,

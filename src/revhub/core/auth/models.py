@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from revhub.core.db import Base, utcnow
+from revhub.core.db import Base, new_id, utcnow
 
 
 class ApiKey(Base):
@@ -16,7 +16,7 @@ class ApiKey(Base):
 
     __tablename__ = "api_key"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))
     prefix: Mapped[str] = mapped_column(String(16), unique=True)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from revhub.core.db import Base, SeqType, utcnow
+from revhub.core.db import Base, SeqType, new_id, utcnow
 
 
 class OutboxEvent(Base):
@@ -74,7 +74,7 @@ class DeadLetter(Base):
 
     __tablename__ = "dead_letter"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     consumer: Mapped[str] = mapped_column(String(64), index=True)
     event_id: Mapped[uuid.UUID]
     topic: Mapped[str] = mapped_column(String(64))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -20,7 +19,7 @@ from typing import Any
 from sqlalchemy import Row, Text, cast, event, func, select
 from sqlalchemy.orm import Session
 
-from revhub.core.db import insert_rows, send_unread, utcnow, with_held_rows
+from revhub.core.db import insert_rows, new_id, send_unread, utcnow, with_held_rows
 from revhub.core.errors import FieldError, InvalidInput
 from revhub.core.events.envelope import TOPICS, Event, EventMetadata, current_correlation_id
 from revhub.core.events.models import OutboxEvent
@@ -95,7 +94,7 @@ def publish(
             [FieldError("topic", f"unknown topic {topic!r}; one of {sorted(TOPICS)}")]
         )
     event = Event(
-        event_id=uuid.uuid4(),
+        event_id=new_id(),
         event_type=event_type,
         tenant_id=tenant_id,
         timestamp=occurred_at or utcnow(),

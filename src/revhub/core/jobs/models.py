@@ -16,7 +16,7 @@ from enum import StrEnum
 from sqlalchemy import Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from revhub.core.db import Base, utcnow
+from revhub.core.db import Base, new_id, utcnow
 
 STALE_AFTER = timedelta(hours=1)
 """A run still "running" this long after it started most likely lost its process."""
@@ -36,7 +36,7 @@ class JobRun(Base):
         Index("ix_job_run_job_created_at", "job", "created_at"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     job: Mapped[str] = mapped_column(String(100))
     trigger: Mapped[str] = mapped_column(String(250))
     scheduled_for: Mapped[datetime | None]

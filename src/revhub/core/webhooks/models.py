@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from revhub.core.db import Base, utcnow
+from revhub.core.db import Base, new_id, utcnow
 
 
 class WebhookSubscription(Base):
@@ -18,7 +18,7 @@ class WebhookSubscription(Base):
 
     __tablename__ = "webhook_subscription"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
     url: Mapped[str] = mapped_column(Text)  # input ≤ 2,000; normalising may lengthen it
     topics: Mapped[list[str]] = mapped_column(JSON)
@@ -48,7 +48,7 @@ class WebhookDelivery(Base):
         Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     subscription_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("webhook_subscription.id", ondelete="CASCADE"), index=True
     )
