@@ -44,7 +44,7 @@ def git(*args: str) -> str | None:
 # One fresh hub per run, on either backend, started as a user runs it:
 #
 # * ``sqlite``: embedded mode, a temporary data directory, ``revhub serve`` with its
-#   embedded worker (the default when no REVHUB_* is set);
+#   embedded worker in a child process (the default when no REVHUB_* is set);
 # * ``postgres``: production mode on the database ``bench`` (schema dropped and recreated),
 #   the Redis bus and limiter under a key prefix of its own (deleted after), ``revhub serve``
 #   plus a separate ``revhub worker`` process.
@@ -814,8 +814,9 @@ def _servers_cpu_s() -> float:
 
 class CpuMeter:
     """CPUs busy between :meth:`start` and :meth:`stop` (1.0 = one CPU throughout): this
-    client, the hub's server, its worker (PostgreSQL only; on SQLite the worker runs inside
-    the server), PostgreSQL + Redis, and anything else."""
+    client, the hub's server, its worker (PostgreSQL only; on SQLite the worker is a child
+    of the server and counted with it, as is the lead-capture process), PostgreSQL + Redis,
+    and anything else."""
 
     def __init__(self, hub: SalesHub) -> None:
         self.pids = {"server": hub.server_pid, "worker": hub.worker_pid}

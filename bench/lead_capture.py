@@ -9,7 +9,7 @@ How: for each backend and each of ``--runs`` runs, a fresh hub is started as a u
 (``common.sales_hub``):
 
 * ``sqlite``: embedded mode in a temporary data directory, ``revhub serve`` with its
-  embedded worker draining the events the captures publish;
+  embedded worker (a child process) draining the events the captures publish;
 * ``postgres``: production mode on the database ``bench`` (its schema dropped and recreated
   each run), the Redis bus, ``revhub serve`` and a separate ``revhub worker``.
 

@@ -159,6 +159,15 @@ def scratch_database_url(tmp_path: Path, database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def scratch_db(scratch_database_url: str) -> Iterator[Database]:
+    """The scratch database, migrated: for an app whose child processes commit for real."""
+    upgrade(scratch_database_url)
+    db = Database.from_url(scratch_database_url)
+    yield db
+    db.engine.dispose()
+
+
+@pytest.fixture
 def redis_url() -> str:
     if not REDIS_URL:
         pytest.skip("needs REVHUB_REDIS_URL (CI sets it)")

@@ -32,7 +32,7 @@ from revhub.crm.router import router as crm_router
 from revhub.migrations import schema_status, upgrade
 from revhub.sales.capture_queue import start_capture, stop_capture
 from revhub.sales.router import routers as sales_routers
-from revhub.worker import build_worker, job_registry
+from revhub.worker import WorkerProcess, build_worker, job_registry
 
 DESCRIPTION = """
 RevHub connects marketing systems to Sales, Product, Customer Success and Finance.
@@ -86,12 +86,18 @@ def create_app(
         if settings.capture_process:
             await run_in_threadpool(start_capture, app.state, hub)
         embedded_worker = settings.mode == "embedded" and settings.embedded_worker
+        apart = WorkerProcess(settings) if embedded_worker and settings.worker_process else None
+        app.state.worker_process = apart
         stop = threading.Event()
-        if embedded_worker:
+        if apart is not None:
+            await run_in_threadpool(apart.start)
+        elif embedded_worker:
             worker.start(stop)
         yield
         await run_in_threadpool(stop_capture, app.state)
-        if embedded_worker:
+        if apart is not None:
+            await run_in_threadpool(apart.stop)
+        elif embedded_worker:
             stop.set()
             await run_in_threadpool(worker.join, 30)
 

@@ -35,20 +35,17 @@ URL = "/api/v1/integrations/sales/leads"
 
 @pytest.fixture
 def served(
-    scratch_database_url: str, settings: Settings
+    scratch_database_url: str, scratch_db: Database, settings: Settings
 ) -> Iterator[tuple[TestClient, Database, dict[str, str], Settings]]:
     """The API on a scratch database, capturing in a child process."""
-    upgrade(scratch_database_url)
-    db = Database.from_url(scratch_database_url)
-    with db.transaction() as session:
+    with scratch_db.transaction() as session:
         _key, token = ApiKeyFactory(session).create(role="sales")
     settings = settings.model_copy(
         update={"database_url": scratch_database_url, "capture_process": True}
     )
-    app = create_app(settings, db=db, check_schema=False)
+    app = create_app(settings, db=scratch_db, check_schema=False)
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield client, db, {"X-API-Key": token}, settings
-    db.engine.dispose()
+        yield client, scratch_db, {"X-API-Key": token}, settings
 
 
 def _child(client: TestClient) -> int:

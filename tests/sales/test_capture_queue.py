@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -26,21 +26,12 @@ from revhub.core.events.models import OutboxEvent
 from revhub.core.http import DB_CONCURRENCY
 from revhub.core.observability import REGISTRY
 from revhub.core.settings import Settings
-from revhub.migrations import upgrade
 from revhub.sales import schemas as s
 from revhub.sales.capture_process import Job, capture_jobs
 from revhub.sales.capture_queue import CaptureQueue
 from revhub.sales.models import Lead
 from tests.factories import ApiKeyFactory
 from tests.sales.factories import lead_at, unique
-
-
-@pytest.fixture
-def hub_db(scratch_database_url: str) -> Iterator[Database]:
-    upgrade(scratch_database_url)
-    db = Database.from_url(scratch_database_url)
-    yield db
-    db.engine.dispose()
 
 
 def _queue(db: Database, settings: Settings, shed_after: float = 60.0) -> CaptureQueue:
@@ -98,19 +89,19 @@ def _capture_all(
 
 
 def test_leads_sent_together_share_transactions_and_each_gets_its_answer(
-    hub_db: Database, settings: Settings
+    scratch_db: Database, settings: Settings
 ) -> None:
-    queue = _queue(hub_db, settings)
+    queue = _queue(scratch_db, settings)
     bodies = [lead_at(f"{unique('q')}.example") for _ in range(12)]
     before = _batches()
 
-    answers = _capture_all(queue, hub_db, bodies)
+    answers = _capture_all(queue, scratch_db, bodies)
 
     assert all(isinstance(a, s.LeadResult) for a in answers), answers
     lead_ids = {a.lead_id for a in answers if isinstance(a, s.LeadResult)}
     assert len(lead_ids) == 12
     assert _batches() - before < 12  # some leads were committed together
-    with hub_db.transaction() as session:
+    with scratch_db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Lead)) == 12
         audited = set(session.scalars(select(AuditEntry.resource_id)))
         assert {str(i) for i in lead_ids} <= audited
@@ -118,20 +109,20 @@ def test_leads_sent_together_share_transactions_and_each_gets_its_answer(
 
 
 def test_each_leads_events_carry_its_own_requests_correlation_id(
-    hub_db: Database, settings: Settings
+    scratch_db: Database, settings: Settings
 ) -> None:
-    queue = _queue(hub_db, settings)
+    queue = _queue(scratch_db, settings)
     bodies = [lead_at(f"{unique('c')}.example") for _ in range(6)]
     before = _batches()
 
-    answers = _capture_all(queue, hub_db, bodies)
+    answers = _capture_all(queue, scratch_db, bodies)
 
     assert _batches() - before < 6
     sent_by = {
         a.lead_id: f"request-{i}" for i, a in enumerate(answers) if isinstance(a, s.LeadResult)
     }
     assert len(sent_by) == 6
-    with hub_db.transaction() as session:
+    with scratch_db.transaction() as session:
         processed = session.scalars(
             select(OutboxEvent).where(OutboxEvent.event_type == "lead.processed")
         ).all()
@@ -139,27 +130,27 @@ def test_each_leads_events_carry_its_own_requests_correlation_id(
     assert carried == sent_by
 
 
-def test_a_refused_lead_fails_alone(hub_db: Database, settings: Settings) -> None:
-    queue = _queue(hub_db, settings)
+def test_a_refused_lead_fails_alone(scratch_db: Database, settings: Settings) -> None:
+    queue = _queue(scratch_db, settings)
     bodies = [lead_at(f"{unique('r')}.example") for _ in range(5)]
     bodies[2] = {**bodies[2], "email": "not an address"}
 
-    answers = _capture_all(queue, hub_db, bodies)
+    answers = _capture_all(queue, scratch_db, bodies)
 
     refused = answers[2]
     assert isinstance(refused, InvalidInput)
     assert [e.field for e in refused.errors] == ["body.email"]
     assert all(isinstance(a, s.LeadResult) for i, a in enumerate(answers) if i != 2)
-    with hub_db.transaction() as session:
+    with scratch_db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Lead)) == 4
 
 
 def test_the_same_person_twice_in_a_batch_is_one_profile(
-    hub_db: Database, settings: Settings
+    scratch_db: Database, settings: Settings
 ) -> None:
-    queue = _queue(hub_db, settings)
+    queue = _queue(scratch_db, settings)
     body = lead_at(f"{unique('t')}.example")
-    answers = _capture_all(queue, hub_db, [body, body, body])
+    answers = _capture_all(queue, scratch_db, [body, body, body])
     results = [a for a in answers if isinstance(a, s.LeadResult)]
     assert len(results) == 3
     assert len({r.contact_id for r in results}) == 1
@@ -172,41 +163,43 @@ def test_the_same_person_twice_in_a_batch_is_one_profile(
 
 
 def test_leads_that_waited_too_long_are_shed_unstarted(
-    hub_db: Database, settings: Settings
+    scratch_db: Database, settings: Settings
 ) -> None:
     """Under overload a lead that waited past REVHUB_SHED_AFTER_SECONDS is answered 503
     without work: its client has given up, and capturing it would make the rest late.
     Half the leads arrive having waited a second already (which batch takes a fresh lead
     depends on when the queue's thread wakes; a lead that waits out the held database is
     shed too)."""
-    queue = _queue(hub_db, settings, shed_after=0.2)
+    queue = _queue(scratch_db, settings, shed_after=0.2)
     bodies = [lead_at(f"{unique('o')}.example") for _ in range(8)]
 
-    answers = _capture_all(queue, hub_db, bodies, waited=lambda i: 1.0 if i % 2 else 0.0)
+    answers = _capture_all(queue, scratch_db, bodies, waited=lambda i: 1.0 if i % 2 else 0.0)
 
     shed = [a for a in answers if isinstance(a, Overloaded)]
     stored = [a for a in answers if isinstance(a, s.LeadResult)]
     assert all(isinstance(answers[i], Overloaded) for i in range(1, 8, 2)), answers
     assert len(shed) + len(stored) == 8
     assert all(a.status == 503 and a.headers == {"Retry-After": "1"} for a in shed)
-    with hub_db.transaction() as session:
+    with scratch_db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Lead)) == len(stored)
 
 
-def test_requests_awaiting_the_queue_hold_no_thread(hub_db: Database, settings: Settings) -> None:
+def test_requests_awaiting_the_queue_hold_no_thread(
+    scratch_db: Database, settings: Settings
+) -> None:
     """Through HTTP: with the database held, 60 leads sent at once (more than the 40
     threads FastAPI runs sync code on, and than the transactions a process opens at once)
     all queue, and go in batches larger than either limit would let gather."""
-    with hub_db.transaction() as session:
+    with scratch_db.transaction() as session:
         _key, token = ApiKeyFactory(session).create(role="sales")
     headers = {"X-API-Key": token}
-    app = create_app(settings, db=hub_db, check_schema=False)
+    app = create_app(settings, db=scratch_db, check_schema=False)
     url = "/api/v1/integrations/sales/leads"
     bodies = [lead_at(f"{unique('h')}.example") for _ in range(60)]
     with TestClient(app) as client, ThreadPoolExecutor(60) as pool:
         assert client.post(url, json=bodies.pop(), headers=headers).status_code == 201
         larger_before = _batches() - _batches_up_to(DB_CONCURRENCY)
-        with hub_db.transaction() as blocker:
+        with scratch_db.transaction() as blocker:
             blocker.execute(text("UPDATE audit_head SET seq = seq WHERE id = 1"))
             sent = [pool.submit(client.post, url, json=b, headers=headers) for b in bodies]
             threading.Event().wait(1.0)
@@ -214,18 +207,18 @@ def test_requests_awaiting_the_queue_hold_no_thread(hub_db: Database, settings: 
 
     assert codes == [201] * 59
     assert _batches() - _batches_up_to(DB_CONCURRENCY) > larger_before
-    with hub_db.transaction() as session:
+    with scratch_db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Lead)) == 60
 
 
 def test_stopping_finishes_the_batch_in_hand_and_answers_the_rest(
-    hub_db: Database, settings: Settings
+    scratch_db: Database, settings: Settings
 ) -> None:
     """At shutdown the lead being captured is stored; the leads still queued are answered
     503 (send again), unstarted, and so is one sent after."""
-    queue = _queue(hub_db, settings)
+    queue = _queue(scratch_db, settings)
     first = lead_at(f"{unique('s')}.example")
-    with hub_db.transaction() as blocker:
+    with scratch_db.transaction() as blocker:
         blocker.execute(text("UPDATE audit_head SET seq = seq WHERE id = 1"))
         in_hand = queue.submit(s.LeadCreate.model_validate(first), _entry())
         threading.Event().wait(0.3)  # the queue's thread took it and waits for the database
@@ -244,18 +237,18 @@ def test_stopping_finishes_the_batch_in_hand_and_answers_the_rest(
     with pytest.raises(RevHubError) as late:
         queue.submit(s.LeadCreate.model_validate(lead_at(f"{unique('s')}.example")), _entry())
     assert late.value.status == 503
-    with hub_db.transaction() as session:
+    with scratch_db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Lead)) == 1
 
 
 def test_a_batch_a_twin_request_got_ahead_of_runs_again_whole_and_finds_the_twin(
-    hub_db: Database, settings: Settings
+    scratch_db: Database, settings: Settings
 ) -> None:
     """Between the batch's look-ups and its writes another process stores the same person
     (here without claiming them, as nothing in RevHub would): the unique key refuses the
     batch, whose transaction holds nothing else, so it runs again once, without a
     savepoint, and updates the person the twin stored. SQLite lets no second writer in."""
-    if hub_db.engine.dialect.name != "postgresql":
+    if scratch_db.engine.dialect.name != "postgresql":
         pytest.skip("SQLite has one writer at a time: no twin can come between")
     pii = pii_for(settings)
     body = lead_at(f"{unique('twin')}.example")
@@ -264,7 +257,7 @@ def test_a_batch_a_twin_request_got_ahead_of_runs_again_whole_and_finds_the_twin
     def store_the_twin(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
         if statement.startswith("INSERT INTO identity (") and not twins:
             twins.append(twin)
-            with hub_db.transaction() as other:
+            with scratch_db.transaction() as other:
                 other.add(Contact(id=twin, stage="lead", stage_changed_at=utcnow()))
                 other.flush()
                 other.add(
@@ -278,14 +271,14 @@ def test_a_batch_a_twin_request_got_ahead_of_runs_again_whole_and_finds_the_twin
                 )
 
     twins: list[uuid.UUID] = []
-    event.listen(hub_db.engine, "before_cursor_execute", store_the_twin)
+    event.listen(scratch_db.engine, "before_cursor_execute", store_the_twin)
     try:
         jobs = [Job(s.LeadCreate.model_validate(body), _entry(), None)]
-        (outcome,) = capture_jobs(hub_db, pii, settings.secrets["audit_key"], jobs)
+        (outcome,) = capture_jobs(scratch_db, pii, settings.secrets["audit_key"], jobs)
     finally:
-        event.remove(hub_db.engine, "before_cursor_execute", store_the_twin)
+        event.remove(scratch_db.engine, "before_cursor_execute", store_the_twin)
     assert isinstance(outcome, s.LeadResult), outcome
     assert (outcome.contact_id, outcome.steps.deduplication.outcome) == (twin, "updated")
-    with hub_db.transaction() as session:
+    with scratch_db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Lead)) == 1
         assert session.scalar(select(func.count()).select_from(AuditEntry)) == 1

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     )
     visibility_timeout_seconds: float = Field(default=30, gt=0)
     embedded_worker: bool = True
+    worker_process: bool = Field(
+        default=True,
+        description="Embedded mode: run the embedded worker in a child process, on a core of "
+        "its own (off: in threads of the API process)",
+    )
     capture_process: bool = Field(
         default=True,
         description="Capture single leads in a child process of each API process, on a core "

@@ -29,6 +29,7 @@ import structlog
 
 from revhub.contacts.pii import Pii
 from revhub.core.audit import service as audit
+from revhub.core.children import end_child
 from revhub.core.db import Database
 from revhub.core.errors import RevHubError
 from revhub.core.events import outbox
@@ -194,10 +195,7 @@ class CaptureProcess:
                 pipe.send(None)
             pipe.close()
         if child is not None:
-            child.join(timeout)
-            if child.is_alive():
-                child.kill()
-                child.join()
+            end_child(child, timeout)
 
 
 def serve_captures(pipe: Connection, settings: Settings) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
@@ -38,6 +38,7 @@ class News:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._generation = 0
+        self._listeners: list[Callable[[], None]] = []
 
     @property
     def generation(self) -> int:
@@ -47,6 +48,14 @@ class News:
         with self._changed:
             self._generation += 1
             self._changed.notify_all()
+        for listener in self._listeners:
+            listener()
+
+    def listen(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` at each arrival too (how the worker's own process hears of this
+        one's commits); returns what stops that."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     def wait_past(self, generation: int, timeout: float) -> bool:
         """Wait until events newer than ``generation`` commit here, or ``timeout``."""
