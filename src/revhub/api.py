@@ -61,6 +61,17 @@ def ensure_schema(settings: Settings, db: Database) -> None:
     )
 
 
+DOCUMENTED_TAGS = (
+    "health", "oauth", "auth", "keys", "audit", "events", "jobs", "webhooks",
+    "contacts", "sales", "attribution", "crm",
+)  # fmt: skip
+"""The order of the sections of ``/docs``. The routers are included in another order:
+requests are matched against the routes in turn, and the ingest routes (``sales``) come
+first; matching ``POST …/sales/leads`` behind the other routers cost 77 µs of the event
+loop's time per request, in front of them 6 µs (``app.router`` walked by hand, in
+process), and single leads arrive by the hundred a second."""
+
+
 def create_app(
     settings: Settings | None = None, *, db: Database | None = None, check_schema: bool = True
 ) -> FastAPI:
@@ -109,6 +120,7 @@ def create_app(
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url="/redoc",
+        openapi_tags=[{"name": tag} for tag in DOCUMENTED_TAGS],
     )
     app.state.hub = hub
     app.state.on_problem = audit_problem
@@ -120,6 +132,8 @@ def create_app(
         max_in_flight=settings.max_in_flight,
     )
     for router in (
+        *sales_routers,
+        attribution_router,
         health_router,
         token_router,
         me_router,
@@ -129,8 +143,6 @@ def create_app(
         jobs_router,
         webhooks_router,
         contacts_router,
-        *sales_routers,
-        attribution_router,
         crm_router,
     ):
         app.include_router(router)
