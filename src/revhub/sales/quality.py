@@ -109,6 +109,13 @@ class NamedLead(Protocol):
     def company(self) -> str: ...
 
 
+SEALED_FIELDS = frozenset({"email", "first_name", "last_name", "phone"})
+"""The fields encrypted at rest (DESIGN §6). A note about one says what was done to it and
+never quotes it: the notes are stored with each capture (``lead_capture.steps``) and travel
+in its ``lead.processed`` event to the consumers and webhooks, where a quoted name or phone
+number would be readable."""
+
+
 @dataclass
 class _Notes:
     """Problems (each with the points it cost, if any) and transformations, as they happen."""
@@ -123,8 +130,22 @@ class _Notes:
         self.deducted += points
 
     def changed(self, name: str, before: str, after: str) -> None:
-        if before != after:
+        if before == after:
+            return
+        if name in SEALED_FIELDS:
+            self.transformations.append(f"{name}: {_what_changed(before, after)}")
+        else:
             self.transformations.append(f"{name}: {before!r} -> {after!r}")
+
+
+def _what_changed(before: str, after: str) -> str:
+    """A sealed field's change in words: its whitespace tidied, its case changed, or else
+    normalised (a phone number to E.164, an e-mail by the validator)."""
+    tidied = " ".join(before.split())
+    done = ["whitespace tidied"] if tidied != before else []
+    if tidied != after:
+        done.append("recased" if tidied.lower() == after.lower() else "normalised")
+    return " and ".join(done)
 
 
 def email_domain(email: str) -> str:
@@ -238,9 +259,7 @@ def _email(typed: str, normalised: str, notes: _Notes) -> str:
         notes.transformations.append("email: trimmed")
     if email != stripped:
         lowered = email == stripped.lower()
-        notes.transformations.append(
-            "email: lower-cased" if lowered else f"email: {stripped!r} -> {email!r}"
-        )
+        notes.transformations.append("email: lower-cased" if lowered else "email: normalised")
     if local.lower().split("+", 1)[0] in ROLE_LOCAL_PARTS:
         notes.problem(f"email: '{local.lower()}@' is a role address, not a person", "role_address")
     if is_free_mailbox(domain):
@@ -275,7 +294,7 @@ def _phone(value: str | None, region: str | None, notes: _Notes) -> str | None:
         number = None
     if number is None or not phonenumbers.is_valid_number(number):
         hint = "" if region or text.startswith("+") else " (no country, so it needs a +)"
-        notes.problem(f"phone: {text!r} is not a valid number{hint}; dropped", "invalid_phone")
+        notes.problem(f"phone: not a valid number{hint}; dropped", "invalid_phone")
         return None
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     notes.changed("phone", text, e164)
