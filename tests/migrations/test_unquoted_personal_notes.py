@@ -3,7 +3,9 @@ sealed fields are rewritten in place; other notes are kept."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -15,6 +17,7 @@ from revhub.core.db import Database, utcnow
 from revhub.core.events.models import OutboxEvent
 from revhub.core.idempotency import IdempotentRequest
 from revhub.core.settings import Settings
+from revhub.core.webhooks.models import WebhookDelivery, WebhookSubscription
 from revhub.migrations import alembic_config, upgrade
 from revhub.sales import schemas as s
 from revhub.sales.models import LeadCapture
@@ -70,6 +73,22 @@ def test_stored_notes_stop_quoting_names_and_phones(
             )
         )  # fmt: skip
 
+        hook = WebhookSubscription(
+            name="crm", url="http://127.0.0.1/", topics=["lead-capture"], event_types=None,
+            sealed_secret="x", created_by="test",
+        )  # fmt: skip
+        session.add(hook)
+        session.flush()
+        old_event = {
+            "payload": processed.payload | {"steps": _old_steps(processed.payload["steps"])}
+        }
+        session.add(
+            WebhookDelivery(
+                subscription_id=hook.id, event_id=uuid.uuid4(), event_type="lead.processed",
+                topic="lead-capture", event=old_event,
+            )
+        )  # fmt: skip
+
     command.downgrade(alembic_config(scratch_database_url), BEFORE)
     upgrade(scratch_database_url)
 
@@ -77,7 +96,9 @@ def test_stored_notes_stop_quoting_names_and_phones(
         steps = session.scalars(select(LeadCapture.steps)).one()
         event = _processed(session).payload
         kept = session.scalars(select(IdempotentRequest.response)).one()
-    for validation in (steps["validation"], event["steps"]["validation"]):
+        delivery = session.scalars(select(WebhookDelivery.event)).one()
+    delivered = delivery["payload"]["steps"]["validation"]
+    for validation in (steps["validation"], event["steps"]["validation"], delivered):
         assert {k: validation[k] for k in NEW_NOTES} == NEW_NOTES
     assert kept["steps"]["validation"] == NEW_NOTES
     assert steps["deduplication"]["outcome"] == "created"  # the rest of the steps is kept
@@ -87,3 +108,19 @@ def _processed(session: Session) -> OutboxEvent:
     return session.scalars(
         select(OutboxEvent).where(OutboxEvent.event_type == "lead.processed")
     ).one()
+
+
+def test_an_upgrade_on_sqlite_empties_the_write_ahead_log(tmp_path: Path) -> None:
+    """Even while another connection keeps the log open (a running server): the pages as
+    they were before a data migration must not stay readable beside the database."""
+    path = tmp_path / "hub.db"
+    other = sqlite3.connect(path)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("SELECT count(*) FROM sqlite_master").fetchall()  # holds the log's index
+    try:
+        upgrade(f"sqlite:///{path}")
+        wal = Path(f"{path}-wal")
+        assert wal.exists()  # the other connection keeps it
+        assert wal.stat().st_size == 0
+    finally:
+        other.close()

@@ -13,7 +13,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, MetaData
+from sqlalchemy import Connection, MetaData, create_engine, make_url
+from sqlalchemy.pool import NullPool
 
 HERE = Path(__file__).parent
 
@@ -63,4 +64,16 @@ def schema_status(conn: Connection) -> SchemaStatus:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the schema to ``revision``; on SQLite, then empty the write-ahead log into the
+    database file. A migration that rewrites data (``20261207unquoted`` removes quoted names)
+    would otherwise leave the pages as they were readable in the ``-wal`` file until the next
+    full checkpoint. (A reader still open makes the checkpoint stop short; it is not waited
+    for.)"""
     command.upgrade(alembic_config(url), revision)
+    if make_url(url).get_backend_name() == "sqlite":
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 0})
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            engine.dispose()

@@ -1,7 +1,9 @@
 """The validation step's notes no longer quote the sealed fields (names, phone, e-mail,
 ``sales.quality.SEALED_FIELDS``): rewrite the notes already stored, in each capture's steps,
-in the events that carried them and in the answers kept for idempotent replays, so the
-database holds no name or phone number in the clear. Notes about other fields are kept.
+in the events that carried them (the outbox, webhook deliveries, dead letters) and in the
+answers kept for idempotent replays, so the database holds no name or phone number in the
+clear. Notes about other fields are kept. (On SQLite the write-ahead log still holds the
+pages as they were until ``revhub.migrations.upgrade`` empties it, after every upgrade.)
 
 Copies outside the database are not reached: events already relayed to Redis streams
 (trimmed as consumers read them) and webhooks already delivered.
@@ -31,11 +33,15 @@ TABLES = (
     ("lead_capture", ("id",), "steps"),
     ("outbox_event", ("seq",), "payload"),
     ("idempotent_request", ("key", "credential_id", "route"), "response"),
+    ("webhook_delivery", ("id",), "event"),
+    ("dead_letter", ("id",), "event"),
 )
 
 
 def upgrade() -> None:
     bind = op.get_bind()
+    if bind.dialect.name == "sqlite":
+        op.execute("PRAGMA secure_delete = ON")  # the rewritten rows' old bytes are zeroed
     for name, keys, column in TABLES:
         table = sa.table(name, *(sa.column(k) for k in keys), sa.column(column, sa.JSON))
         _rewrite(bind, table, keys, column)
