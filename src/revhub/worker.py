@@ -109,10 +109,11 @@ class WorkerProcess:
     """The embedded worker in a child process of ``revhub serve`` (``REVHUB_WORKER_PROCESS``,
     the default in embedded mode; off, it runs in threads of the API process).
 
-    In threads its consumers took the GIL from the event loop and the capture queue: on
-    SQLite at 200 single leads/s, 30 s runs, p95 28 and 45 ms with them against 23 and
-    30 ms without (``bench/lead_capture.py``), and bulk touchpoints 4,683 and 5,328/s
-    against 4,999 and 5,648/s. Here they run on the machine's other core.
+    In threads its consumers took the GIL from the event loop, the capture queue and bulk
+    requests; here they run on the machine's other core. On SQLite, against the threads in
+    the same hour (runs interleaved): 200 single leads/s for 60 s, p95 48.7 and 81.0 ms →
+    39.2 and 43.1 ms (``bench/lead_capture.py``); bulk touchpoints 4,744 and 3,155/s →
+    5,148 and 5,325/s (``bench/bulk_ingest.py``).
 
     The child hears of this process's commits (and of the capture process's, which this
     process announces) through a pipe: a byte per ``outbox.NEWS`` arrival, never waited
