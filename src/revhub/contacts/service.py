@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 
 from revhub.contacts.models import Account, Consent, Contact, Identity, StageChange
 from revhub.contacts.pii import Pii
@@ -25,6 +25,7 @@ from revhub.core.db import (
     add_later,
     add_row_later,
     get_or_404,
+    join_as_stored,
     new_id,
     set_later,
     utcnow,
@@ -187,13 +188,9 @@ def _inserted_accounts(session: Session, rows: Sequence[dict[str, Any]]) -> dict
     SQLite some 1.8 M more instructions than the insert and a second read it replaced
     (``bench/capture_instructions.py``)."""
     statement = _INSERT_ACCOUNTS_RETURNING[session.get_bind().dialect.name]
-    accounts = {}
-    for row in session.connection().execute(statement, rows):
-        account = Account(**row._asdict())
-        make_transient_to_detached(account)
-        session.add(account)
-        accounts[account.domain] = account
-    return accounts
+    accounts = [Account(**row._asdict()) for row in session.connection().execute(statement, rows)]
+    join_as_stored(session, accounts)
+    return {account.domain: account for account in accounts}
 
 
 def _store_accounts_apart(session: Session, bind: Engine, rows: Sequence[dict[str, Any]]) -> None:

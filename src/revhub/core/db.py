@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -485,9 +485,9 @@ def write_held(session: Session) -> None:
             update_rows(session, model, changes)
         for write in held.then:
             write()
-    for row in (row for _, rows in inserts for row in rows if not isinstance(row, dict)):
-        make_transient_to_detached(row)
-        session.add(row)
+    join_as_stored(
+        session, (row for _, rows in inserts for row in rows if not isinstance(row, dict))
+    )
     held.inserts.clear()
     held.updates.clear()
     held.first.clear()
@@ -555,6 +555,14 @@ def _complete(row: Any) -> dict[str, Any]:
             set_committed_value(row, attr.key, value)
         values[attr.key] = state.dict[attr.key]
     return values
+
+
+def join_as_stored(session: Session, objects: Iterable[Any]) -> None:
+    """Objects whose rows were written outside the unit of work (Core statements) join
+    ``session`` as stored ones: later changes to them are UPDATEs, not a second INSERT."""
+    for obj in objects:
+        make_transient_to_detached(obj)
+        session.add(obj)
 
 
 def insert_rows(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
