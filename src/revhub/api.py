@@ -105,6 +105,7 @@ def create_app(
         elif embedded_worker:
             worker.start(stop)
         yield
+        await hub.limiter.aclose()
         await run_in_threadpool(stop_capture, app.state)
         if apart is not None:
             await run_in_threadpool(apart.stop)

@@ -5,6 +5,8 @@ The HTTP tests run on the configured backend: in memory, or Redis when REVHUB_RE
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 
 from revhub.api import create_app
 from revhub.core.db import Database
-from revhub.core.ratelimit import MemoryLimiter, RedisLimiter, gcra
+from revhub.core.ratelimit import Decision, MemoryLimiter, RedisLimiter, gcra
 from revhub.core.settings import RateLimit, Settings
 from tests.factories import ApiKeyFactory
 
@@ -118,6 +120,34 @@ def test_two_hubs_on_one_redis_share_one_bucket(
 def test_redis_limiter_fails_open_when_redis_is_down() -> None:
     limiter = RedisLimiter("redis://127.0.0.1:1/0")
     assert limiter.take("k", RateLimit(rate=1, burst=1)).allowed
+
+    async def from_the_loop() -> bool:
+        try:
+            return (await limiter.draw("k", RateLimit(rate=1, burst=1))).allowed
+        finally:
+            await limiter.aclose()
+
+    assert asyncio.run(from_the_loop())
+
+
+@pytest.mark.redis
+def test_the_loop_and_threads_draw_on_one_redis_bucket(redis_url: str) -> None:
+    """Routes draw on the event loop, the token endpoint from a thread: one bucket."""
+    limiter = RedisLimiter(redis_url, prefix=f"test:{uuid.uuid4().hex}:")
+    limit = RateLimit(rate=0.01, burst=3, daily_quota=5)
+
+    async def drawn(times: int) -> list[Decision]:
+        try:
+            return [await limiter.draw("cred:sales", limit) for _ in range(times)]
+        finally:
+            await limiter.aclose()
+
+    first = limiter.take("cred:sales", limit)
+    rest = asyncio.run(drawn(3))
+    assert [d.allowed for d in (first, *rest)] == [True, True, True, False]
+    assert [d.remaining for d in (first, *rest)] == [2, 1, 0, 0]
+    assert rest[-1].retry_after_seconds > 90
+    assert asyncio.run(drawn(1))[0].allowed is False
 
 
 def test_token_endpoint_is_limited_per_client_address(

@@ -34,8 +34,8 @@ from revhub.core.events.bus import Bus
 from revhub.core.events.consumers import ConsumerRegistry
 from revhub.core.jobs.registry import JobRegistry
 from revhub.core.observability import RATE_LIMITED, SHED
-from revhub.core.ratelimit import Limiter
-from revhub.core.settings import Settings
+from revhub.core.ratelimit import Decision, Limiter
+from revhub.core.settings import RateLimit, Settings
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 DENIED = frozenset({401, 403, 429})
@@ -234,9 +234,10 @@ async def _authorize(
     api_key: Annotated[str | None, Security(api_key_scheme)],
     authorization: Annotated[str | None, Security(oauth2_scheme)],
 ) -> Principal:
-    """Async, so that a request whose key was checked a moment ago and whose rate limit is
-    kept in this process is authorized without a thread; anything that needs the database
-    or Redis runs in one."""
+    """Async, so that a request whose key was checked a moment ago is authorized without a
+    thread: its rate limit is drawn on the event loop (from memory, or Redis through an
+    asyncio client); only a key not seen lately is checked against the database, in a
+    thread."""
     hub = hub_of(request)
     principal = _recently_verified(hub, api_key, authorization)
     if principal is None:
@@ -250,18 +251,20 @@ async def _authorize(
         )
     domain = scope_domain(security_scopes.scopes[0]) if security_scopes.scopes else "default"
     bucket = f"{principal.credential_id}:{domain}"
-    if hub.limiter.in_process:
-        draw_rate_limit(request, bucket, domain)
-    else:
-        await run_in_threadpool(draw_rate_limit, request, bucket, domain)
+    limit = hub.settings.limit_for(domain)
+    _keep_decision(request, await hub.limiter.draw(bucket, limit), domain, limit)
     return principal
 
 
 def draw_rate_limit(request: Request, bucket: str, domain: str) -> None:
-    """Take one token from ``bucket`` under ``domain``'s limit; 429 when it is empty."""
-    hub = hub_of(request)
-    limit = hub.settings.limit_for(domain)
-    decision = hub.limiter.take(bucket, limit)
+    """Take one token from ``bucket`` under ``domain``'s limit; 429 when it is empty. From a
+    thread (a sync route); the routes' own dependency draws on the event loop."""
+    limit = hub_of(request).settings.limit_for(domain)
+    _keep_decision(request, hub_of(request).limiter.take(bucket, limit), domain, limit)
+
+
+def _keep_decision(request: Request, decision: Decision, domain: str, limit: RateLimit) -> None:
+    """Note the decision for the response's ``RateLimit-*`` headers; 429 when refused."""
     request.state.rate_limit = decision
     if not decision.allowed:
         RATE_LIMITED.labels(domain).inc()

@@ -13,15 +13,19 @@ processes with drifting clocks still agree.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
+import redis.asyncio
 import structlog
+from redis.commands.core import AsyncScript
 
 from revhub.core.settings import RateLimit
 
@@ -67,18 +71,23 @@ def gcra(tat: float, now: float, limit: RateLimit) -> tuple[bool, float, Decisio
 
 
 class Limiter(Protocol):
-    in_process: bool
-    """Its buckets live in this process: taking a token never waits for I/O."""
+    def take(self, key: str, limit: RateLimit) -> Decision:
+        """One token, from a thread (a blocking call)."""
+        ...
 
-    def take(self, key: str, limit: RateLimit) -> Decision: ...
+    async def draw(self, key: str, limit: RateLimit) -> Decision:
+        """One token, from the event loop, which it never blocks."""
+        ...
+
+    async def aclose(self) -> None:
+        """Let go of what :meth:`draw` opened on the running loop."""
+        ...
 
     def ping(self) -> None: ...
 
 
 class MemoryLimiter:
     """Buckets in this process; right for embedded mode's single api process."""
-
-    in_process = True
 
     def __init__(self) -> None:
         self._tats: dict[str, float] = {}
@@ -97,6 +106,12 @@ class MemoryLimiter:
                 if limit.daily_quota:
                     self._quota[day_key] = self._quota.get(day_key, 0) + 1
         return decision
+
+    async def draw(self, key: str, limit: RateLimit) -> Decision:
+        return self.take(key, limit)
+
+    async def aclose(self) -> None:
+        return None
 
     def ping(self) -> None:
         return None
@@ -130,31 +145,76 @@ class RedisLimiter:
 
     Failing open keeps the hub answering while Redis is down; ``/readyz`` reports it and
     every miss is logged, so the outage is seen rather than turned into refusals.
+
+    Requests draw from the event loop through an asyncio client (:meth:`draw`), one per
+    loop, since its connections belong to the loop that opened them. Handing the call to a
+    thread instead cost the loop a wake-up and a hand-back per request: at 200 single leads
+    a second on PostgreSQL, a seventh of the loop's time went on that hop.
     """
 
-    in_process = False
-
     def __init__(self, url: str, prefix: str = "revhub:rl:") -> None:
-        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._url = url
+        self._redis = redis.Redis.from_url(url, **_TIMEOUTS)
         self._script = self._redis.register_script(_GCRA_LUA)
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncScript] = (
+            weakref.WeakKeyDictionary()
+        )
         self._prefix = prefix
 
     def take(self, key: str, limit: RateLimit) -> Decision:
-        keys = [self._prefix + key, f"{self._prefix}q:{key}:{_utc_day()}"]
-        args = [1.0 / limit.rate, limit.burst, limit.daily_quota]
         try:
-            status, first, second = self._script(keys=keys, args=args)
+            reply = self._script(keys=self._keys(key), args=_args(limit))
         except redis.RedisError as exc:
-            log.error("rate_limit_unavailable", error=str(exc))
-            return Decision(True, limit.burst, limit.burst, 0.0)
-        if int(status) == -1:
-            return _quota_exhausted(limit)
-        if int(status) == 0:
-            return Decision(False, limit.burst, 0, float(first), float(second))
-        return Decision(True, limit.burst, int(float(second) + 1e-9), float(first))
+            return _failed_open(exc, limit)
+        return _decision(reply, limit)
+
+    async def draw(self, key: str, limit: RateLimit) -> Decision:
+        try:
+            reply = await self._loop_script()(keys=self._keys(key), args=_args(limit))
+        except redis.RedisError as exc:
+            return _failed_open(exc, limit)
+        return _decision(reply, limit)
+
+    async def aclose(self) -> None:
+        script = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if script is not None:
+            await script.registered_client.aclose()
+
+    def _loop_script(self) -> AsyncScript:
+        loop = asyncio.get_running_loop()
+        script = self._by_loop.get(loop)
+        if script is None:
+            client = redis.asyncio.Redis.from_url(self._url, **_TIMEOUTS)
+            script = self._by_loop[loop] = client.register_script(_GCRA_LUA)
+        return script
+
+    def _keys(self, key: str) -> list[str]:
+        return [self._prefix + key, f"{self._prefix}q:{key}:{_utc_day()}"]
 
     def ping(self) -> None:
         self._redis.ping()
+
+
+_TIMEOUTS: dict[str, Any] = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+
+
+def _args(limit: RateLimit) -> list[float | int]:
+    return [1.0 / limit.rate, limit.burst, limit.daily_quota]
+
+
+def _decision(reply: Any, limit: RateLimit) -> Decision:
+    """The script's ``{status, first, second}``: -1 quota used up, 0 refused, 1 allowed."""
+    status, first, second = reply
+    if int(status) == -1:
+        return _quota_exhausted(limit)
+    if int(status) == 0:
+        return Decision(False, limit.burst, 0, float(first), float(second))
+    return Decision(True, limit.burst, int(float(second) + 1e-9), float(first))
+
+
+def _failed_open(exc: redis.RedisError, limit: RateLimit) -> Decision:
+    log.error("rate_limit_unavailable", error=str(exc))
+    return Decision(True, limit.burst, limit.burst, 0.0)
 
 
 def _utc_day() -> str:
