@@ -553,7 +553,13 @@ def connect(hub: Hub, crm: str, url: str) -> Any:
             session, box, name=f"bench-{crm}", crm=crm, credentials=CREDENTIALS[crm], base_url=url
         )
     wanted = inspect.signature(service.open_target).parameters  # the engine is in flux
-    given = {"mappings": service.mappings_for(hub.settings), "db": hub.db}
+    from revhub.contacts.pii import pii_for
+
+    given = {
+        "mappings": service.mappings_for(hub.settings),
+        "db": hub.db,
+        "pii": pii_for(hub.settings),
+    }
     return service.open_target(connection, box, **{k: v for k, v in given.items() if k in wanted})
 
 

@@ -159,6 +159,22 @@ def scratch_database_url(tmp_path: Path, database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def cli_settings(
+    tmp_path: Path, scratch_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The settings ``revhub`` commands run with in this test (its data directory and the
+    scratch database, migrated by ``revhub migrate``), as the command itself reads them."""
+    from typer.testing import CliRunner
+
+    from revhub.cli import app
+
+    monkeypatch.setenv("REVHUB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("REVHUB_DATABASE_URL", scratch_database_url)
+    assert CliRunner().invoke(app, ["migrate"]).exit_code == 0
+    return Settings(data_dir=tmp_path, database_url=scratch_database_url)
+
+
+@pytest.fixture
 def scratch_db(scratch_database_url: str) -> Iterator[Database]:
     """The scratch database, migrated: for an app whose child processes commit for real."""
     upgrade(scratch_database_url)

@@ -248,7 +248,9 @@ def keys_list(
 
 @keys_app.command("rotate-pii")
 def keys_rotate_pii() -> None:
-    """Re-seal personal data with the current REVHUB_PII_KEY and recompute blind indexes.
+    """Re-seal everything sealed with keys derived from the PII secret with the current
+    REVHUB_PII_KEY, and recompute blind indexes: contacts and identities, the CRM merge
+    state's personal values, CRM credentials, webhook signing secrets.
 
     Put the old secret in REVHUB_PII_PREVIOUS_KEYS (a JSON list), set the new one as
     REVHUB_PII_KEY, run this, then drop the old secret. One transaction: it completes or
@@ -257,17 +259,29 @@ def keys_rotate_pii() -> None:
 
     from revhub.contacts.pii import pii_for
     from revhub.contacts.rotation import rotate_pii, rows_to_rotate
+    from revhub.core.crypto import Resealed
+    from revhub.core.webhooks.jobs import secret_box
+    from revhub.core.webhooks.service import reseal_secrets
+    from revhub.crm.personal import reseal_merge_state, rows_to_reseal
+    from revhub.crm.service import credentials_box, reseal_credentials
 
     with _hub() as (settings, db), db.transaction() as session:
+        pii = pii_for(settings)
         with Progress(console=out) as bar:
-            task = bar.add_task("re-sealing", total=rows_to_rotate(session))
-            report = rotate_pii(session, pii_for(settings), progress=lambda n: bar.advance(task, n))
-        if report.unreadable:
+            total = rows_to_rotate(session) + rows_to_reseal(session)
+            task = bar.add_task("re-sealing", total=total)
+            report = rotate_pii(session, pii, progress=lambda n: bar.advance(task, n))
+            others = Resealed()
+            reseal_merge_state(session, pii, others, lambda n: bar.advance(task, n))
+            reseal_credentials(session, credentials_box(settings), others)
+            reseal_secrets(session, secret_box(settings), others)
+        unreadable = report.unreadable + others.unreadable
+        if unreadable:
             session.rollback()
-            for line in report.unreadable[:20]:
+            for line in unreadable[:20]:
                 err.print(f"[red]unreadable[/red] {line}")
             err.print(
-                f"[red]{len(report.unreadable)} values open with no configured key; nothing "
+                f"[red]{len(unreadable)} values open with no configured key; nothing "
                 "was changed.[/red] Add the secret that sealed them to REVHUB_PII_PREVIOUS_KEYS "
                 "and run again."
             )
@@ -275,8 +289,9 @@ def keys_rotate_pii() -> None:
         _audit_cli(settings, session, "cli keys rotate-pii", "contacts", "pii")
     out.print(
         f"[green]PII re-keyed[/green]: {report.contacts_scanned} contacts and "
-        f"{report.identities_scanned} identities scanned, {report.values_resealed} values "
-        f"re-sealed, {report.indexes_recomputed} blind indexes recomputed. You can now remove "
+        f"{report.identities_scanned} identities scanned, "
+        f"{report.values_resealed + others.resealed} values re-sealed, "
+        f"{report.indexes_recomputed} blind indexes recomputed. You can now remove "
         "the old secret from REVHUB_PII_PREVIOUS_KEYS."
     )
 

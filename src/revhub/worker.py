@@ -24,7 +24,6 @@ import structlog
 from revhub.attribution import jobs as attribution_jobs
 from revhub.contacts.pii import pii_for
 from revhub.core.children import end_child
-from revhub.core.crypto import SecretBox
 from revhub.core.db import Database
 from revhub.core.events import outbox
 from revhub.core.events.bus import make_bus
@@ -36,7 +35,7 @@ from revhub.core.jobs.defaults import build_registry
 from revhub.core.jobs.registry import JobRegistry
 from revhub.core.jobs.scheduler import TICK_SECONDS, Scheduler
 from revhub.core.settings import Settings
-from revhub.core.webhooks.jobs import SECRET_PURPOSE, delivery_chore, webhooks_consumer
+from revhub.core.webhooks.jobs import delivery_chore, secret_box, webhooks_consumer
 from revhub.core.webhooks.service import CONSUMER as WEBHOOKS
 from revhub.crm import jobs as crm_jobs
 from revhub.crm.service import credentials_box, mappings_for
@@ -86,8 +85,7 @@ def build_worker(settings: Settings, db: Database) -> Worker:
     )
     registry = consumer_registry(settings)
     worker = Worker(db=db, bus=bus, registry=registry, policy_for=settings.policy_for)
-    box = SecretBox(settings.secrets["pii_key"], SECRET_PURPOSE)
-    deliver = delivery_chore(db, box=box, policy=settings.policy_for(WEBHOOKS))
+    deliver = delivery_chore(db, box=secret_box(settings), policy=settings.policy_for(WEBHOOKS))
     worker.chores.append(("webhook-deliveries", 0.5, deliver))
     worker.chores.append(
         (

@@ -4,7 +4,6 @@ with the new key, blind indexes follow, and the old key is then no longer needed
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -53,15 +52,10 @@ def test_a_value_no_key_opens_is_reported_not_lost(session: Session) -> None:
     assert report.unreadable and "contact" in report.unreadable[0]
 
 
-def test_rotate_pii_command(
-    tmp_path: Path, scratch_database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("REVHUB_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("REVHUB_DATABASE_URL", scratch_database_url)
+def test_rotate_pii_command(cli_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
-    assert runner.invoke(app, ["migrate"]).exit_code == 0
-    old_secret = Settings(data_dir=tmp_path, database_url=scratch_database_url).secrets["pii_key"]
-    engine = make_engine(scratch_database_url)
+    old_secret = cli_settings.secrets["pii_key"]
+    engine = make_engine(cli_settings.effective_database_url)
     with Session(engine) as session:
         person(session, Pii(old_secret), "cli@example.com")
         session.commit()

@@ -56,7 +56,9 @@ def crm_target(
             credentials=credentials,
             base_url=url,
         )
-    return service.open_target(connection, box, service.mappings_for(settings), db)
+    return service.open_target(
+        connection, box, service.mappings_for(settings), db, pii_for(settings)
+    )
 
 
 def hubspot_target(

@@ -4,6 +4,7 @@ conflict queue; our own writes read back change nothing."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,6 +18,7 @@ from revhub.core.db import Database
 from revhub.core.events.models import OutboxEvent
 from revhub.core.settings import Settings
 from revhub.crm.models import Conflict, FieldDecision, SyncRun
+from revhub.crm.personal import open_value
 from revhub.crm.pull import pull
 from revhub.crm.push import push_contacts, push_deals
 from revhub.sales.models import Lead
@@ -96,8 +98,11 @@ def test_a_shared_field_edited_on_both_sides_goes_to_the_later_write_and_keeps_t
     decisions = session.scalars(
         select(FieldDecision).where(FieldDecision.connection_id == target.connection_id)
     ).all()
-    lost = {d.field: (d.winner, d.lost_value) for d in decisions}
+    lost = {d.field: (d.winner, open_value(pii, d.lost_value)) for d in decisions}
     assert lost["first_name"] == ("crm", "Amazing")
+    stored_lost = {d.field: d.lost_value for d in decisions}
+    assert "Amazing" not in json.dumps(stored_lost["first_name"]), "a name is sealed at rest"
+    assert stored_lost["company"] == "Navy", "a company is not personal data"
 
 
 def test_the_hub_wins_a_shared_field_it_changed_last_and_pushes_it_again(
@@ -124,7 +129,8 @@ def test_the_hub_wins_a_shared_field_it_changed_last_and_pushes_it_again(
     (decision,) = session.scalars(
         select(FieldDecision).where(FieldDecision.connection_id == target.connection_id)
     ).all()
-    assert (decision.field, decision.winner, decision.lost_value) == ("first_name", "hub", "Old")
+    lost = open_value(pii, decision.lost_value)
+    assert (decision.field, decision.winner, lost) == ("first_name", "hub", "Old")
     push_contacts(db, pii, target, trigger="manual")
     assert state.find("contacts", "email", person["email"])["properties"]["firstname"] == "Newest"  # type: ignore[index]
 

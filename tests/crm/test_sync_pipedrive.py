@@ -18,6 +18,7 @@ from revhub.core.db import Database
 from revhub.core.settings import Settings
 from revhub.crm import service
 from revhub.crm.models import CrmConnection, FieldDecision
+from revhub.crm.personal import open_value
 from revhub.crm.pull import pull
 from revhub.crm.push import MAX_PAUSES, push_contacts
 from tests.crm.factories import (
@@ -224,7 +225,7 @@ def test_a_person_edited_in_pipedrive_after_the_push_flows_back_and_the_later_wr
     decisions = session.scalars(
         select(FieldDecision).where(FieldDecision.connection_id == target.connection_id)
     ).all()
-    lost = {d.field: (d.winner, d.lost_value) for d in decisions}
+    lost = {d.field: (d.winner, open_value(pii, d.lost_value)) for d in decisions}
     assert lost["first_name"] == ("crm", "Amazing")
     push_contacts(db, pii, target, trigger="manual")
     after = person_of(state, person["email"])
@@ -274,7 +275,8 @@ def test_the_hub_wins_a_person_field_it_changed_after_pipedrive_and_patches_it_a
     (decision,) = session.scalars(
         select(FieldDecision).where(FieldDecision.connection_id == target.connection_id)
     ).all()
-    assert (decision.field, decision.winner, decision.lost_value) == ("first_name", "hub", "Old")
+    lost = open_value(pii, decision.lost_value)
+    assert (decision.field, decision.winner, lost) == ("first_name", "hub", "Old")
     push_contacts(db, pii, target, trigger="manual")
     assert person_of(state, person["email"])["first_name"] == "Newest"
     (patch,) = [w for w in state.written if w["method"] == "PATCH"]
@@ -306,7 +308,11 @@ def test_a_refreshed_oauth_token_is_stored_so_the_next_run_starts_from_it(
     state.expire_access_token()
     capture(client, auth_headers, 1)
     again = service.open_target(
-        stored, service.credentials_box(settings), service.mappings_for(settings), db
+        stored,
+        service.credentials_box(settings),
+        service.mappings_for(settings),
+        db,
+        pii_for(settings),
     )
     assert push_contacts(db, pii_for(settings), again, trigger="manual").counts == {"created": 1}
     assert state.calls.count(TOKEN) == 2, (

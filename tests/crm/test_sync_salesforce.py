@@ -18,6 +18,7 @@ from revhub.core.db import Database
 from revhub.core.settings import Settings
 from revhub.crm.connectors.salesforce import LIMIT_WAIT_S, Salesforce
 from revhub.crm.models import FieldDecision
+from revhub.crm.personal import open_value
 from revhub.crm.pull import pull
 from revhub.crm.push import MAX_PAUSES, push_contacts
 from tests.crm.factories import (
@@ -219,7 +220,7 @@ def test_a_lead_edited_in_salesforce_after_the_push_flows_back_and_the_later_wri
     decisions = session.scalars(
         select(FieldDecision).where(FieldDecision.connection_id == target.connection_id)
     ).all()
-    lost = {d.field: (d.winner, d.lost_value) for d in decisions}
+    lost = {d.field: (d.winner, open_value(pii, d.lost_value)) for d in decisions}
     assert lost["first_name"] == ("crm", "Amazing")
     push_contacts(db, pii, target, trigger="manual")
     after = lead_of(state, person["lead_id"])
@@ -249,6 +250,7 @@ def test_the_hub_wins_a_lead_field_it_changed_after_salesforce_and_upserts_it_ag
     (decision,) = session.scalars(
         select(FieldDecision).where(FieldDecision.connection_id == target.connection_id)
     ).all()
-    assert (decision.field, decision.winner, decision.lost_value) == ("first_name", "hub", "Old")
+    lost = open_value(pii, decision.lost_value)
+    assert (decision.field, decision.winner, lost) == ("first_name", "hub", "Old")
     push_contacts(db, pii, target, trigger="manual")
     assert lead_of(state, person["lead_id"])["FirstName"] == "Newest"

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
@@ -87,6 +88,28 @@ class SecretBox:
             raise ValueError("not a sealed value of this format")
         head = 1 + FINGERPRINT_BYTES
         return raw[1:head], raw[head : head + NONCE_BYTES], raw[head + NONCE_BYTES :]
+
+
+@dataclass
+class Resealed:
+    """What sealing again after a key rotation did: the values sealed with the current key,
+    and those no configured key opens, by where they are (kept as they were)."""
+
+    resealed: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+    def token(self, box: SecretBox, where: str, token: str) -> str:
+        """``token`` as sealed with ``box``'s current key: itself when it is, else opened
+        and sealed again."""
+        try:
+            if not box.is_stale(token):
+                return token
+            plaintext = box.open(token)
+        except ValueError as exc:
+            self.unreadable.append(f"{where}: {exc}")
+            return token
+        self.resealed += 1
+        return box.seal(plaintext)
 
 
 def blind_index(secret: bytes, purpose: str, normalised: str) -> str:

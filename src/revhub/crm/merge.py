@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from revhub.contacts.pii import Pii
 from revhub.core.db import utcnow
 from revhub.core.errors import Conflict as ConflictError
 from revhub.core.errors import FieldError, InvalidInput, NotFound
@@ -31,6 +32,7 @@ from revhub.core.events import outbox
 from revhub.crm.connectors.base import ObjectKind, Record
 from revhub.crm.mappings import ObjectMap, Owner
 from revhub.crm.models import Conflict, FieldDecision
+from revhub.crm.personal import in_event, open_value, seal_value
 from revhub.crm.records import canon
 from revhub.crm.service import Target
 
@@ -69,6 +71,7 @@ def merge_record(
     record: Record,
     base: dict[str, Any],
 ) -> Merged:
+    """``base``: the values both sides last agreed on, opened (``personal.agreed``)."""
     merged = Merged()
     for name, mapped in object_map.fields.items():
         if mapped.owner is Owner.MARKETING or mapped.crm not in record.fields:
@@ -117,6 +120,7 @@ def _decide(
     kept: Any,
     lost: Any,
 ) -> None:
+    pii = target.pii
     session.add(
         FieldDecision(
             connection_id=target.connection_id,
@@ -124,8 +128,8 @@ def _decide(
             hub_id=hub.hub_id,
             field=name,
             winner=winner,
-            kept_value=kept,
-            lost_value=lost,
+            kept_value=seal_value(pii, name, kept),
+            lost_value=seal_value(pii, name, lost),
             hub_changed_at=hub.changed_at,
             crm_changed_at=record.modified_at,
         )
@@ -146,8 +150,10 @@ def _queue(
             Conflict.status == "open",
         )
     )
+    pii = target.pii
     if open_one is not None:
-        open_one.hub_value, open_one.crm_value = ours, theirs
+        open_one.hub_value = seal_value(pii, name, ours)
+        open_one.crm_value = seal_value(pii, name, theirs)
         open_one.crm_changed_at = record.modified_at
         return
     conflict = Conflict(
@@ -156,8 +162,8 @@ def _queue(
         hub_id=hub.hub_id,
         crm_id=record.crm_id,
         field=name,
-        hub_value=ours,
-        crm_value=theirs,
+        hub_value=seal_value(pii, name, ours),
+        crm_value=seal_value(pii, name, theirs),
         hub_changed_at=hub.changed_at,
         crm_changed_at=record.modified_at,
     )
@@ -175,10 +181,22 @@ def _queue(
             "hub_id": str(hub.hub_id),
             "crm_id": record.crm_id,
             "field": name,
-            "hub_value": ours,
-            "crm_value": theirs,
+            **in_event(name, hub_value=ours, crm_value=theirs),
         },
     )
+
+
+def conflict_values(pii: Pii, conflict: Conflict) -> tuple[Any, Any]:
+    """The hub's and the CRM's values, opened to be shown (one no configured key opens is
+    said so rather than failing the whole list)."""
+    return _shown(pii, conflict.hub_value), _shown(pii, conflict.crm_value)
+
+
+def _shown(pii: Pii, stored: Any) -> Any:
+    try:
+        return open_value(pii, stored)
+    except ValueError:
+        return "(unreadable: sealed by a key this hub does not hold)"
 
 
 def list_conflicts(session: Session, *, status: str | None, limit: int) -> list[Conflict]:
@@ -195,13 +213,14 @@ def get_conflict(session: Session, *, conflict_id: uuid.UUID) -> Conflict:
     return found
 
 
-def close_conflict(session: Session, conflict: Conflict, *, side: str, by: str) -> Any:
-    """Mark ``conflict`` resolved for ``side``; returns the chosen (canonical) value. The
-    caller applies it (to the hub for ``crm``; to the CRM by the next push for ``hub``)."""
+def close_conflict(session: Session, pii: Pii, conflict: Conflict, *, side: str, by: str) -> Any:
+    """Mark ``conflict`` resolved for ``side``; returns the chosen (canonical) value,
+    opened. The caller applies it (to the hub for ``crm``; to the CRM by the next push for
+    ``hub``)."""
     if side not in ("hub", "crm"):
         raise InvalidInput([FieldError("body.side", "must be 'hub' or 'crm'")])
     if conflict.status != "open":
         raise ConflictError(f"This conflict was resolved ({conflict.resolution}) already.")
     conflict.status, conflict.resolution = "resolved", side
     conflict.resolved_by, conflict.resolved_at = by[:200], utcnow()
-    return conflict.crm_value if side == "crm" else conflict.hub_value
+    return open_value(pii, conflict.crm_value if side == "crm" else conflict.hub_value)

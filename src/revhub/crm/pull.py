@@ -38,6 +38,7 @@ from revhub.crm.connectors.base import Changes, ConnectorError, ObjectKind, Rate
 from revhub.crm.mappings import FieldType, Mappings, ObjectMap, Owner
 from revhub.crm.merge import TOPIC, Merged, Side, close_conflict, get_conflict, merge_record
 from revhub.crm.models import Conflict, CrmConnection, CrmLink, PendingPush, SyncCursor, SyncRun
+from revhub.crm.personal import agree, agreed, in_event, open_value
 from revhub.crm.push import MAX_PAUSES, Progress, Sleep
 from revhub.crm.records import canon, contact_values, deal_values
 from revhub.crm.runs import RunLog, finish_run, start_run
@@ -236,7 +237,7 @@ def _keep(
             pushed={},
         )
         session.add(link)
-    link.pushed = {**(link.pushed or {}), **merged.agreed}
+    agree(target.pii, link, merged.agreed)
     link.crm_modified_at = record.modified_at
     link.synced_at = utcnow()
     if (
@@ -247,14 +248,14 @@ def _keep(
         session.add(PendingPush(connection_id=target.connection_id, hub_id=hub_id))
 
 
-def _echo(object_map: ObjectMap, link: CrmLink | None, record: Record) -> bool:
+def _echo(target: Target, object_map: ObjectMap, link: CrmLink | None, record: Record) -> bool:
     """Whether the CRM changed nothing the hub reads since the link's last agreed state —
     our own write read back, or a record merged already — so it is skipped before the hub
     side is read. By content, field by field, never by time: our write's vendor time also
     covers a CRM edit made just before it, which must still come back."""
     if link is None:
         return False
-    base = link.pushed or {}
+    base = agreed(target.pii, link)
     for name, mapped in object_map.fields.items():
         if mapped.owner is Owner.MARKETING or mapped.crm not in record.fields:
             continue
@@ -278,15 +279,13 @@ def apply_contact(session: Session, pii: Pii, target: Target, record: Record) ->
         if link is not None:
             session.delete(link)
         return contact.id, "deleted", None
-    if _echo(object_map, link, record):
+    if _echo(target, object_map, link, record):
         return contact.id, "unchanged", None
     values = contact_values(session, pii, [contact.id]).get(contact.id, {})
     side = Side(
         "contact", contact.id, values, contact.updated_at, contacts.tenant_of(session, contact)
     )
-    merged = merge_record(
-        session, target, object_map, side, record, dict(link.pushed) if link else {}
-    )
+    merged = merge_record(session, target, object_map, side, record, agreed(target.pii, link))
     changed = set_contact_fields(session, pii, contact, merged.to_hub)
     _keep(session, target, "contact", contact.id, record, link, merged)
     return contact.id, "updated" if changed else "unchanged", None
@@ -353,7 +352,7 @@ def apply_deal(session: Session, pii: Pii, target: Target, record: Record) -> Ou
         return (opportunity.id if opportunity else None), "deleted", None
     if opportunity is None:
         return _new_deal(session, target, record)
-    if _echo(object_map, link, record):
+    if _echo(target, object_map, link, record):
         return opportunity.id, "unchanged", None
     side = Side(
         "deal",
@@ -362,9 +361,7 @@ def apply_deal(session: Session, pii: Pii, target: Target, record: Record) -> Ou
         opportunity.updated_at,
         _tenant(session, opportunity),
     )
-    merged = merge_record(
-        session, target, object_map, side, record, dict(link.pushed) if link else {}
-    )
+    merged = merge_record(session, target, object_map, side, record, agreed(target.pii, link))
     changes = _deal_changes(merged.to_hub, opportunity)
     if changes:
         opportunities.update(
@@ -509,7 +506,7 @@ def resolve_conflict(
     written to the CRM: the hub keeps its own value). Either way the link now holds the
     CRM's value as the common ancestor, so the same disagreement is not raised again."""
     conflict = get_conflict(session, conflict_id=conflict_id)
-    chosen = close_conflict(session, conflict, side=side, by=by)
+    chosen = close_conflict(session, pii, conflict, side=side, by=by)
     connection = session.get_one(CrmConnection, conflict.connection_id)
     object_map = getattr(mappings.of(connection.crm), conflict.kind)
     mapped = object_map.fields.get(conflict.field)
@@ -534,7 +531,7 @@ def resolve_conflict(
         )
     )
     if link is not None:
-        link.pushed = {**(link.pushed or {}), conflict.field: conflict.crm_value}
+        agree(pii, link, {conflict.field: open_value(pii, conflict.crm_value)})
     if side == "hub" and conflict.kind == "contact":
         key = (conflict.connection_id, conflict.hub_id)
         if session.get(PendingPush, key) is None:
@@ -548,7 +545,7 @@ def resolve_conflict(
             "conflict_id": str(conflict.id),
             "field": conflict.field,
             "side": side,
-            "value": chosen,
+            **in_event(conflict.field, value=chosen),
             "resolved_by": conflict.resolved_by,
         },
     )

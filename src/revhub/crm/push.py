@@ -31,6 +31,7 @@ from revhub.core.db import Database, utcnow
 from revhub.crm.connectors.base import ConnectorError, ObjectKind, RateLimited, RowResult, WriteMode
 from revhub.crm.mappings import Mode, ObjectMap
 from revhub.crm.models import CrmLink, SyncRun
+from revhub.crm.personal import agree, agreed
 from revhub.crm.records import PUSHED_BY_HUB, contact_values, crm_row, deal_values, synced_state
 from revhub.crm.runs import RunLog, failed_ids, finish_run, last_start, start_run
 from revhub.crm.service import Target
@@ -391,7 +392,7 @@ def links_of(
         )
     )
     return {
-        link.hub_id: Synced(link.crm_id, dict(link.pushed or {}), link.crm_modified_at)
+        link.hub_id: Synced(link.crm_id, agreed(target.pii, link), link.crm_modified_at)
         for link in found
     }
 
@@ -501,7 +502,7 @@ def remember(
         )
         session.add(link)
     link.crm_id = result.crm_id or link.crm_id
-    link.pushed = {**(link.pushed or {}), **state}
+    agree(target.pii, link, state)
     link.crm_modified_at = result.modified_at or link.crm_modified_at
     link.synced_at = utcnow()
     return link

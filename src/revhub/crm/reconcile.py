@@ -25,6 +25,7 @@ from revhub.core.crypto import SecretBox
 from revhub.core.db import Database
 from revhub.crm.connectors.base import ConnectorError, Record
 from revhub.crm.mappings import Mappings
+from revhub.crm.personal import is_personal
 from revhub.crm.pull import BEGINNING, changes_page
 from revhub.crm.push import CHUNK, Sleep, links_of
 from revhub.crm.records import PUSHED_BY_HUB, canon, contact_values
@@ -66,7 +67,7 @@ def reconcile_connection(
     with db.reading() as session:
         connection = get_connection(session, name=name)
         session.expunge(connection)
-    target = open_target(connection, box, mappings, db)
+    target = open_target(connection, box, mappings, db, pii)
     try:
         return reconcile(db, pii, target, trigger=trigger)
     finally:
@@ -151,8 +152,16 @@ def _compare(
         ours = canon(mapped, hub[name], from_crm=False)
         theirs = canon(mapped, record.fields.get(mapped.crm), from_crm=True)
         if ours != theirs:
-            different.append(f"{name}: hub {ours!r}, CRM {theirs!r}")
+            different.append(_difference(name, ours, theirs))
     return hub_id, ("; ".join(different) or None), record.crm_id
+
+
+def _difference(name: str, ours: Any, theirs: Any) -> str:
+    """How a field differs, as the run log keeps it: a person's e-mail or name is not
+    quoted there (it is stored, and exported as CSV), only said to differ."""
+    if is_personal(name):
+        return f"{name}: differs (personal data, not quoted)"
+    return f"{name}: hub {ours!r}, CRM {theirs!r}"
 
 
 def _crm_only(

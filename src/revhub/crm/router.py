@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 
-from revhub.contacts.pii import pii_for
+from revhub.contacts.pii import Pii, pii_for
 from revhub.core.auth.principal import Principal
 from revhub.core.auth.scopes import ADMIN
 from revhub.core.errors import RevHubError
@@ -19,8 +19,8 @@ from revhub.core.responses import CSV, PROTECTED, problems, with_csv
 from revhub.crm import pull, reconcile, runs, service, sync
 from revhub.crm import schemas as s
 from revhub.crm.connectors.base import ConnectorError
-from revhub.crm.merge import list_conflicts
-from revhub.crm.models import CrmConnection
+from revhub.crm.merge import conflict_values, list_conflicts
+from revhub.crm.models import Conflict, CrmConnection
 
 router = APIRouter(prefix="/api/v1/crm", tags=["crm"], responses=PROTECTED)
 ADMINISTER = require(ADMIN)
@@ -178,12 +178,14 @@ def list_failed_rows(name: str, session: DbSession) -> list[s.FailedRow]:
 
 @router.get("/conflicts", response_model=list[s.Conflict], dependencies=[ADMINISTER])
 def get_conflicts(
-    session: DbSession, status: Literal["open", "resolved"] | None = "open", limit: Limit = 100
+    session: DbSession,
+    request: Request,
+    status: Literal["open", "resolved"] | None = "open",
+    limit: Limit = 100,
 ) -> list[s.Conflict]:
     """Critical fields both sides changed, waiting for a person (``status=open``)."""
-    return [
-        s.Conflict.model_validate(c) for c in list_conflicts(session, status=status, limit=limit)
-    ]
+    pii = pii_for(hub_of(request).settings)
+    return [_shown(pii, c) for c in list_conflicts(session, status=status, limit=limit)]
 
 
 @router.post(
@@ -205,7 +207,13 @@ def resolve_conflict(
     conflict = pull.resolve_conflict(
         session, pii, mappings, conflict_id=conflict_id, side=body.side, by=principal.name
     )
-    return s.Conflict.model_validate(conflict)
+    return _shown(pii, conflict)
+
+
+def _shown(pii: Pii, conflict: Conflict) -> s.Conflict:
+    hub_value, crm_value = conflict_values(pii, conflict)
+    shown = s.Conflict.model_validate(conflict)
+    return shown.model_copy(update={"hub_value": hub_value, "crm_value": crm_value})
 
 
 @router.post(

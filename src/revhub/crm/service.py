@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from revhub.core.crypto import SecretBox
+from revhub.contacts.pii import Pii
+from revhub.core.crypto import Resealed, SecretBox
 from revhub.core.db import Database
 from revhub.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from revhub.core.settings import Settings
@@ -58,6 +59,14 @@ class Check:
 
 def credentials_box(settings: Settings) -> SecretBox:
     return SecretBox(settings.secrets["pii_key"], PURPOSE, settings.pii_previous)
+
+
+def reseal_credentials(session: Session, box: SecretBox, report: Resealed) -> None:
+    """After a PII key rotation: each connection's credentials sealed with the current key
+    (``revhub keys rotate-pii``; once the old secret is dropped, no other key opens them)."""
+    for connection in session.scalars(select(CrmConnection)):
+        where = f"crm connection {connection.name}"
+        connection.credentials_sealed = report.token(box, where, connection.credentials_sealed)
 
 
 def mappings_for(settings: Settings) -> Mappings:
@@ -214,6 +223,8 @@ class Target:
     mapping: CrmMap
     critical: frozenset[str]
     connector: Connector
+    pii: Pii
+    """Seals the personal values the merge keeps (``crm.personal``)."""
     currency: str = "USD"
     """The currency of deal amounts where the CRM's deals carry none (Salesforce and
     HubSpot single-currency accounts): the connection's ``currency`` setting."""
@@ -225,7 +236,7 @@ class Target:
 
 
 def open_target(
-    connection: CrmConnection, box: SecretBox, mappings: Mappings, db: Database
+    connection: CrmConnection, box: SecretBox, mappings: Mappings, db: Database, pii: Pii
 ) -> Target:
     chosen = mappings
     mapping = chosen.of(connection.crm)
@@ -236,5 +247,6 @@ def open_target(
         mapping=mapping,
         critical=chosen.critical,
         connector=connector_for(connection, box, mapping, db),
+        pii=pii,
         currency=connection.settings.get("currency", "USD"),
     )

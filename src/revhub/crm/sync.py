@@ -155,7 +155,7 @@ def sync_connection(
         return _sync(
             db,
             pii,
-            open_target(connection, box, mappings, db),
+            open_target(connection, box, mappings, db, pii),
             full=full,
             trigger=trigger,
             sleep=sleep,
@@ -333,7 +333,7 @@ class SyncWorker:
         if wanted is None:
             return False
         full, trigger, requested_at = wanted
-        target = open_target(connection, self.box, self.mappings, self.db)
+        target = open_target(connection, self.box, self.mappings, self.db, self.pii)
         runs = _sync(
             self.db,
             self.pii,
@@ -365,7 +365,7 @@ class SyncWorker:
             return
         contacts = [hub_id for hub_id, kind in queued if kind == "contact"]
         deals = [hub_id for hub_id, kind in queued if kind == "deal"]
-        target = open_target(connection, self.box, self.mappings, self.db)
+        target = open_target(connection, self.box, self.mappings, self.db, self.pii)
         try:
             runs = []
             if contacts:

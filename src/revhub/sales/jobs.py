@@ -101,12 +101,20 @@ def _about(session: Session, event: Event) -> tuple[str, uuid.UUID, Say] | None:
             contact_id,
             lambda contact, who: (
                 f"{payload.get('connection')} and the hub disagree on the {payload.get('kind')} "
-                f"field {payload.get('field')} of {contact.company or 'a contact'} (hub "
-                f"{payload.get('hub_value')!r}, CRM {payload.get('crm_value')!r}): for {who} — "
-                f"choose a side at POST /api/v1/crm/conflicts/{payload.get('conflict_id')}/resolve."
+                f"field {payload.get('field')} of {contact.company or 'a contact'}"
+                f"{_both_values(payload)}: for {who} — choose a side at POST "
+                f"/api/v1/crm/conflicts/{payload.get('conflict_id')}/resolve."
             ),
         )
     return None
+
+
+def _both_values(payload: dict[str, Any]) -> str:
+    """The two values, unless the event withholds them (a person's e-mail or name: the
+    conflict itself shows them to whoever may read it)."""
+    if payload.get("values_withheld"):
+        return " (personal data: see the conflict)"
+    return f" (hub {payload.get('hub_value')!r}, CRM {payload.get('crm_value')!r})"
 
 
 def _conflict_contact(session: Session, payload: dict[str, Any]) -> uuid.UUID | None:

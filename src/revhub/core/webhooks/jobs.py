@@ -12,9 +12,17 @@ from revhub.core.db import Database, utcnow
 from revhub.core.events.consumers import Consumer
 from revhub.core.events.envelope import TOPICS, Event
 from revhub.core.retry import RetryPolicy
+from revhub.core.settings import Settings
 from revhub.core.webhooks import service
 
 SECRET_PURPOSE = "webhook-secret"  # noqa: S105 (an HKDF label, not a secret)
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """Seals the subscriptions' signing secrets, with a key derived from the PII secret: the
+    previous PII secrets still open the secrets they sealed until ``revhub keys
+    rotate-pii`` has sealed them again (without them, a rotation stopped every delivery)."""
+    return SecretBox(settings.secrets["pii_key"], SECRET_PURPOSE, settings.pii_previous)
 
 
 def webhooks_consumer() -> Consumer:

@@ -16,7 +16,7 @@ from revhub.core.responses import PROTECTED, problems
 from revhub.core.schemas import Page
 from revhub.core.webhooks import schemas
 from revhub.core.webhooks import service as webhooks
-from revhub.core.webhooks.jobs import SECRET_PURPOSE
+from revhub.core.webhooks.jobs import secret_box
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], responses=PROTECTED)
 Admin = Annotated[Principal, require(ADMIN)]
@@ -24,7 +24,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 def _box(request: Request) -> SecretBox:
-    return SecretBox(hub_of(request).settings.secrets["pii_key"], SECRET_PURPOSE)
+    return secret_box(hub_of(request).settings)
 
 
 @router.post(

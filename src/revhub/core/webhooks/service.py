@@ -27,7 +27,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from revhub import __version__
-from revhub.core.crypto import SecretBox
+from revhub.core.crypto import Resealed, SecretBox
 from revhub.core.db import Database, get_or_404, once_per_transaction, utcnow
 from revhub.core.events.consumers import Wants, add_dead_letter
 from revhub.core.events.envelope import Event
@@ -326,3 +326,11 @@ def _record(
         return
     delivery.status, delivery.next_attempt_at = "dead", None
     log.warning("webhook_dead", delivery_id=str(delivery.id), error=attempt.error)
+
+
+def reseal_secrets(session: Session, box: SecretBox, report: Resealed) -> None:
+    """After a PII key rotation: each subscription's signing secret sealed with the current
+    key (``revhub keys rotate-pii``)."""
+    for subscription in session.scalars(select(WebhookSubscription)):
+        where = f"webhook subscription {subscription.id}"
+        subscription.sealed_secret = report.token(box, where, subscription.sealed_secret)
