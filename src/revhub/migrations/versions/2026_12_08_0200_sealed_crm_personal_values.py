@@ -17,7 +17,6 @@ Create Date: 2026-12-08 02:00:00
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
-from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +39,7 @@ QUOTED_ALERT = re.compile(
 
 
 def upgrade() -> None:
+    _BOXES.clear()  # the key as configured now, not as a previous upgrade in this process read it
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
         op.execute("PRAGMA secure_delete = ON")  # the rewritten rows' old bytes are zeroed
@@ -113,18 +113,19 @@ def _pages(
         after = tuple(rows[-1][k] for k in keys)
 
 
-@cache
-def _box() -> SecretBox:
-    from revhub.core.settings import load_settings
-
-    settings = load_settings()
-    return SecretBox(settings.secrets["pii_key"], "pii", settings.pii_previous)
+_BOXES: list[SecretBox] = []
+"""The PII box of this upgrade, made at the first value to seal (``upgrade`` empties it)."""
 
 
 def _seal(value: Any) -> Any:
     if value is None or (isinstance(value, dict) and set(value) == {"sealed"}):
         return value
-    return {"sealed": _box().seal(json.dumps(value))}
+    if not _BOXES:
+        from revhub.core.settings import load_settings
+
+        settings = load_settings()
+        _BOXES.append(SecretBox(settings.secrets["pii_key"], "pii", settings.pii_previous))
+    return {"sealed": _BOXES[0].seal(json.dumps(value))}
 
 
 def _sealed_link(row: dict[str, Any]) -> dict[str, Any]:
