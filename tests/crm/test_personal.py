@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from revhub.cli import app
-from revhub.contacts.pii import pii_for
-from revhub.core.db import Base, Database, make_engine
+from revhub.contacts.pii import Pii, pii_for
+from revhub.core.db import Base, Database, make_engine, utcnow
 from revhub.core.events.bus import Bus
 from revhub.core.settings import Settings
 from revhub.core.webhooks.jobs import secret_box
@@ -25,7 +25,7 @@ from revhub.core.webhooks.models import WebhookSubscription
 from revhub.core.webhooks.schemas import SubscriptionCreate
 from revhub.core.webhooks.service import create_subscription
 from revhub.crm import service
-from revhub.crm.models import CrmConnection, CrmLink
+from revhub.crm.models import Conflict, CrmConnection, CrmLink
 from revhub.crm.personal import open_value, opened_values, seal_value
 from revhub.crm.pull import pull
 from revhub.crm.push import push_contacts
@@ -164,3 +164,31 @@ def test_rotate_pii_reseals_the_merge_state_crm_credentials_and_webhook_secrets(
         subscription = session.scalars(select(WebhookSubscription)).one()
         assert secret_box(after).open(subscription.sealed_secret).startswith("whsec_")
     engine.dispose()
+
+
+def test_a_conflict_value_no_configured_key_opens_is_a_409_naming_the_fix(
+    client: TestClient, auth_headers: Headers, session: Session, settings: Settings
+) -> None:
+    connection = service.add_connection(
+        session, service.credentials_box(settings), name="hs", crm="hubspot",
+        credentials={"access_token": "t"},
+    )  # fmt: skip
+    stranger = Pii(b"x" * 40)
+    conflict = Conflict(
+        connection_id=connection.id, kind="contact", hub_id=uuid.uuid4(), crm_id="1",
+        field="email", hub_value=seal_value(pii_for(settings), "email", "a@navy.example"),
+        crm_value=seal_value(stranger, "email", "b@navy.example"),
+        hub_changed_at=utcnow(), crm_changed_at=utcnow(),
+    )  # fmt: skip
+    session.add(conflict)
+    session.flush()
+    admin = auth_headers("admin")
+    (listed,) = client.get(f"{CRM}/conflicts", headers=admin).json()
+    assert listed["hub_value"] == "a@navy.example"
+    assert listed["crm_value"].startswith("(unreadable")
+    refused = client.post(
+        f"{CRM}/conflicts/{conflict.id}/resolve", json={"side": "crm"}, headers=admin
+    )
+    assert refused.status_code == 409, refused.text
+    assert "REVHUB_PII_PREVIOUS_KEYS" in refused.json()["detail"]
+    assert client.get(f"{CRM}/conflicts", headers=admin).json()[0]["status"] == "open"

@@ -221,6 +221,13 @@ def close_conflict(session: Session, pii: Pii, conflict: Conflict, *, side: str,
         raise InvalidInput([FieldError("body.side", "must be 'hub' or 'crm'")])
     if conflict.status != "open":
         raise ConflictError(f"This conflict was resolved ({conflict.resolution}) already.")
+    try:
+        chosen = open_value(pii, conflict.crm_value if side == "crm" else conflict.hub_value)
+    except ValueError as exc:
+        raise ConflictError(
+            f"The {side} value of this conflict does not open ({exc}); add the secret that "
+            "sealed it to REVHUB_PII_PREVIOUS_KEYS, or choose the other side."
+        ) from exc
     conflict.status, conflict.resolution = "resolved", side
     conflict.resolved_by, conflict.resolved_at = by[:200], utcnow()
-    return open_value(pii, conflict.crm_value if side == "crm" else conflict.hub_value)
+    return chosen

@@ -185,7 +185,7 @@ def get_conflicts(
 ) -> list[s.Conflict]:
     """Critical fields both sides changed, waiting for a person (``status=open``)."""
     pii = pii_for(hub_of(request).settings)
-    return [_shown(pii, c) for c in list_conflicts(session, status=status, limit=limit)]
+    return [_conflict_out(pii, c) for c in list_conflicts(session, status=status, limit=limit)]
 
 
 @router.post(
@@ -207,10 +207,10 @@ def resolve_conflict(
     conflict = pull.resolve_conflict(
         session, pii, mappings, conflict_id=conflict_id, side=body.side, by=principal.name
     )
-    return _shown(pii, conflict)
+    return _conflict_out(pii, conflict)
 
 
-def _shown(pii: Pii, conflict: Conflict) -> s.Conflict:
+def _conflict_out(pii: Pii, conflict: Conflict) -> s.Conflict:
     hub_value, crm_value = conflict_values(pii, conflict)
     shown = s.Conflict.model_validate(conflict)
     return shown.model_copy(update={"hub_value": hub_value, "crm_value": crm_value})
