@@ -21,12 +21,13 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
+from revhub.migrations.rows import rewrite_rows
+
 revision: str = "20261207unquoted"
 down_revision: str | None = "20261207reference"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-PAGE = 500
 CHANGED = re.compile(r"^(first_name|last_name|phone|email): ('.*'|\".*\") -> ('.*'|\".*\")$", re.S)
 BAD_PHONE = re.compile(r"^phone: ('.*'|\".*\") is not a valid number(.*)$", re.S)
 TABLES = (
@@ -54,25 +55,15 @@ def downgrade() -> None:
 def _rewrite(
     bind: sa.Connection, table: sa.TableClause, keys: tuple[str, ...], column: str
 ) -> None:
-    """Every row whose JSON holds a quoting note, a page at a time in key order."""
+    """Every row whose JSON holds a quoting note."""
     text = sa.cast(table.c[column], sa.Text)
     quoting = sa.or_(text.like("% -> %"), text.like("%is not a valid number%"))
-    order = [table.c[k] for k in keys]
-    after: tuple[Any, ...] | None = None
-    while True:
-        query = sa.select(*order, table.c[column]).where(quoting).order_by(*order).limit(PAGE)
-        if after is not None:
-            query = query.where(sa.tuple_(*order) > sa.tuple_(*after))
-        rows = bind.execute(query).all()
-        for row in rows:
-            value = row[-1]
-            unquoted = _unquoted(value)
-            if unquoted != value:
-                match = sa.and_(*(table.c[k] == row[i] for i, k in enumerate(keys)))
-                bind.execute(sa.update(table).where(match).values({column: unquoted}))
-        if len(rows) < PAGE:
-            return
-        after = tuple(rows[-1][: len(keys)])
+
+    def change(row: dict[str, Any]) -> dict[str, Any]:
+        unquoted = _unquoted(row[column])
+        return {column: unquoted} if unquoted != row[column] else {}
+
+    rewrite_rows(bind, table, keys, [column], change, where=quoting)
 
 
 def _unquoted(value: Any) -> Any:

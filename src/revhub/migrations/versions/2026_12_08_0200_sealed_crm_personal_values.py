@@ -16,20 +16,20 @@ Create Date: 2026-12-08 02:00:00
 
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 
 from revhub.core.crypto import SecretBox
+from revhub.migrations.rows import Change, rewrite_rows
 
 revision: str = "20261208sealed"
 down_revision: str | None = "20261207unquoted"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-PAGE = 500
 PERSONAL = ("email", "first_name", "last_name", "phone")
 CONFLICT_EVENTS = ("crm.conflict_detected", "crm.conflict_resolved")
 QUOTED_DIFFERENCE = re.compile(r"^(email|first_name|last_name|phone): hub .*, CRM .*$", re.S)
@@ -61,8 +61,6 @@ def downgrade() -> None:
 SIDES = (("kept_value", "lost_value"), ("hub_value", "crm_value"))
 JSON_COLUMNS = frozenset({"pushed", "kept_value", "lost_value", "hub_value", "crm_value",
                           "payload", "event"})  # fmt: skip
-Change = Callable[[dict[str, Any]], dict[str, Any]]
-"""A row's columns (with the filter's, if any) → the columns to write (none: leave it)."""
 
 
 def _rewrite(
@@ -75,7 +73,7 @@ def _rewrite(
     only: tuple[str, tuple[str, ...]] | None = None,
 ) -> None:
     """``change`` applied to every row of ``name`` (those whose ``only[0]`` column is one of
-    ``only[1]``)."""
+    ``only[1]``; the row holds that column too)."""
     read = [*columns, *((only[0],) if only else ())]
     table = sa.table(
         name,
@@ -83,34 +81,7 @@ def _rewrite(
         *(sa.column(c, sa.JSON if c in JSON_COLUMNS else sa.Text) for c in read),
     )
     where = table.c[only[0]].in_(only[1]) if only else None
-    for row in _pages(bind, table, keys, read, where):
-        written = change(row)
-        if written:
-            match = sa.and_(*(table.c[k] == row[k] for k in keys))
-            bind.execute(sa.update(table).where(match).values(written))
-
-
-def _pages(
-    bind: sa.Connection,
-    table: sa.TableClause,
-    keys: tuple[str, ...],
-    columns: list[str],
-    where: Any,
-) -> Iterator[dict[str, Any]]:
-    """Every row, a page at a time in key order."""
-    order = [table.c[k] for k in keys]
-    after: tuple[Any, ...] | None = None
-    while True:
-        query = sa.select(*order, *(table.c[c] for c in columns)).order_by(*order).limit(PAGE)
-        if where is not None:
-            query = query.where(where)
-        if after is not None:
-            query = query.where(sa.tuple_(*order) > sa.tuple_(*after))
-        rows = [dict(r._mapping) for r in bind.execute(query)]
-        yield from rows
-        if len(rows) < PAGE:
-            return
-        after = tuple(rows[-1][k] for k in keys)
+    rewrite_rows(bind, table, keys, read, change, where=where)
 
 
 _BOXES: list[SecretBox] = []
